@@ -1,0 +1,165 @@
+"""Additive (Bahdanau) attention, exact to Bahdanau, Cho and Bengio (2014), arXiv:1409.0473.
+
+Section 3.1 and Appendix A.1.2 of the paper define, for decoder step `i` and source position `j`:
+
+    e_ij  = v_a^T tanh(W_a s_{i-1} + U_a h_j)      (alignment model, A.1.2)
+    α_ij  = exp(e_ij) / Σ_k exp(e_ik)              (eq. 6)
+    c_i   = Σ_j α_ij h_j                           (eq. 5)
+"""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="bahdanau_keras")
+class BahdanauAttention(keras.layers.Layer):
+    """Additive attention layer, as in Bahdanau et al. (2014).
+
+    The calculation follows the steps:
+
+    1. Project the values (the encoder annotations `h_j`) into keys, `U_a h_j`, with shape
+       `[batch, src_len, units]`. This does not depend on the decoder step, so it can be
+       computed once per source batch with `project_keys` and passed in as `keys`.
+    2. Project the query (the previous decoder state `s_{i-1}`), `W_a s_{i-1}`, and compute
+       the scores `e_ij = v_a^T tanh(W_a s_{i-1} + U_a h_j)`.
+    3. Mask padded source positions and normalise with a softmax over `src_len`; masked
+       positions get exactly zero weight, and a row with every position masked gives zeros.
+    4. The context is the weighted sum of the values, `c_i = Σ_j α_ij h_j`.
+
+    The layer keeps no state between calls: nothing computed in one call is reused by the next
+    unless the caller passes it in.
+
+    Args:
+        units: Size of the alignment space (the rows of `W_a` and `U_a`), independent of the
+            query and value sizes.
+        normalize: If `True`, use the weight-normalised variant of Salimans and Kingma (2016)
+            that `tfa.seq2seq.BahdanauAttention(normalize=True)` offered:
+            `v_a` is replaced by `g v_a / ||v_a||` with a learned scalar `g`, and a bias `b` is
+            added inside the `tanh`.
+        kernel_initializer: Initializer for `W_a`, `U_a` and `v_a`.
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        query: The decoder state(s). `[batch, query_dim]` for one step or
+            `[batch, tgt_len, query_dim]` for every step at once.
+        values: The encoder annotations `h`, `[batch, src_len, value_dim]`.
+        mask: Optional boolean `[batch, src_len]`, `True` at real (non-padding) positions.
+        keys: Optional precomputed `project_keys(values)`, `[batch, src_len, units]`.
+
+    Returns:
+        A tuple `(context, attention_weights)`: for a 2-D query, `[batch, value_dim]` and
+        `[batch, src_len]`; for a 3-D query, `[batch, tgt_len, value_dim]` and
+        `[batch, tgt_len, src_len]`.
+
+    Example:
+
+    >>> layer = BahdanauAttention(units=7)
+    >>> query = keras.random.normal((3, 5))
+    >>> values = keras.random.normal((3, 11, 4))
+    >>> context, weights = layer(query, values)
+    >>> tuple(context.shape), tuple(weights.shape)
+    ((3, 4), (3, 11))
+    """
+
+    def __init__(self, units, normalize=False, kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+            raise ValueError(f"`units` must be a positive integer. Received: units={units!r}")
+        self.units = units
+        self.normalize = bool(normalize)
+        # The mask is taken as an argument; the outputs carry none.
+        self.supports_masking = True
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        # W_a and U_a carry no bias in the paper.
+        self.query_dense = keras.layers.Dense(
+            units, use_bias=False, kernel_initializer=self.kernel_initializer,
+            name="query_dense", dtype=self.dtype_policy)
+        self.key_dense = keras.layers.Dense(
+            units, use_bias=False, kernel_initializer=self.kernel_initializer,
+            name="key_dense", dtype=self.dtype_policy)
+
+    def build(self, query_shape, values_shape, mask_shape=None, keys_shape=None):
+        query_dim, value_dim = query_shape[-1], values_shape[-1]
+        self.query_dense.build((None, query_dim))
+        self.key_dense.build((None, value_dim))
+        # v_a: [units]
+        self.score_vector = self.add_weight(
+            name="score_vector", shape=(self.units,), initializer=self.kernel_initializer)
+        if self.normalize:
+            self.score_scale = self.add_weight(
+                name="score_scale", shape=(),
+                initializer=keras.initializers.Constant((1.0 / self.units) ** 0.5))
+            self.score_bias = self.add_weight(
+                name="score_bias", shape=(self.units,), initializer="zeros")
+
+    def project_keys(self, values):
+        """`U_a h_j` for every source position: `[batch, src_len, units]`."""
+        return self.key_dense(values)
+
+    def project_query(self, query):
+        """`W_a s_{i-1}`: `[..., units]`."""
+        return self.query_dense(query)
+
+    def score(self, projected_query, keys):
+        """`e_ij = v_a^T tanh(W_a s_{i-1} + U_a h_j)` from already projected query and keys.
+
+        `projected_query` is `[batch, units]` (gives `[batch, src_len]`) or
+        `[batch, tgt_len, units]` (gives `[batch, tgt_len, src_len]`).
+        """
+        if len(projected_query.shape) == 3:
+            # [batch, tgt_len, 1, units] + [batch, 1, src_len, units]
+            features = projected_query[:, :, None, :] + keys[:, None, :, :]
+        else:
+            # [batch, 1, units] + [batch, src_len, units]
+            features = projected_query[:, None, :] + keys
+        score_vector = tf.convert_to_tensor(self.score_vector)
+        if self.normalize:
+            features = features + tf.cast(self.score_bias, features.dtype)
+            # g v_a / ||v_a||
+            score_vector = self.score_scale * score_vector * tf.math.rsqrt(
+                tf.reduce_sum(tf.square(score_vector)))
+        # v_a^T tanh(...): [batch, (tgt_len,) src_len]
+        return tf.reduce_sum(tf.tanh(features) * tf.cast(score_vector, features.dtype), axis=-1)
+
+    @staticmethod
+    def masked_softmax(scores, mask=None):
+        """α_ij = softmax_j(e_ij) over unmasked `j`; exactly 0 at masked `j`, all-zero rows if
+        every `j` is masked. Computed in float32 and returned in the scores' dtype."""
+        scores32 = tf.cast(scores, tf.float32)
+        if mask is None:
+            return tf.cast(tf.nn.softmax(scores32, axis=-1), scores.dtype)
+        mask = tf.cast(mask, tf.bool)
+        if len(scores.shape) == 3 and len(mask.shape) == 2:
+            mask = mask[:, None, :]  # [batch, 1, src_len]
+        scores32 = tf.where(mask, scores32, tf.float32.min)
+        weights = tf.nn.softmax(scores32, axis=-1) * tf.cast(mask, tf.float32)
+        return tf.cast(weights, scores.dtype)
+
+    def call(self, query, values, mask=None, keys=None):
+        if keys is None:
+            keys = self.project_keys(values)  # U_a h_j: [batch, src_len, units]
+        projected_query = self.project_query(query)  # W_a s_{i-1}: [batch, (tgt_len,) units]
+        scores = self.score(projected_query, keys)  # e_ij
+        weights = self.masked_softmax(scores, mask)  # α_ij
+        values = tf.cast(values, weights.dtype)
+        # c_i = Σ_j α_ij h_j
+        if len(weights.shape) == 3:
+            context = tf.matmul(weights, values)  # [batch, tgt_len, value_dim]
+        else:
+            context = tf.einsum("bs,bsd->bd", weights, values)  # [batch, value_dim]
+        return context, weights
+
+    def compute_mask(self, query, values, mask=None, keys=None):
+        return None
+
+    def compute_output_shape(self, query_shape, values_shape, mask_shape=None, keys_shape=None):
+        value_dim, src_len = values_shape[-1], values_shape[1]
+        return (tuple(query_shape[:-1]) + (value_dim,), tuple(query_shape[:-1]) + (src_len,))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "normalize": self.normalize,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+        }

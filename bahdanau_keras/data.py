@@ -1,0 +1,319 @@
+"""Parallel corpora in the manythings.org / Tatoeba "Anki" format, splits and `tf.data` input.
+
+A corpus file holds one pair a line, `English<TAB>translation`, optionally followed by a third
+column with the attribution. It can be read from a `.txt`, from a `.zip` holding one, or from a
+URL that is downloaded once into a cache and checked.
+"""
+
+import collections
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import urllib.parse
+import urllib.request
+import zipfile
+
+import numpy as np
+import tensorflow as tf
+
+from bahdanau_keras.text import END_ID, START_ID
+
+logger = logging.getLogger("bahdanau_keras")
+
+SAMPLE_CORPUS = os.path.join(os.path.dirname(__file__), "resources", "sample_en_fr.tsv")
+DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "bahdanau_keras")
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be read; the message names the file (and line) at fault."""
+
+
+@dataclasses.dataclass
+class Corpus:
+    """Pairs read from a corpus file and what was dropped on the way."""
+
+    pairs: list  # [(source, target)] raw strings, in file order, duplicates removed
+    path: str  # where the pairs were read from (with the member of a zip file)
+    origin: str = ""  # the path or URL as given
+    blank_lines: int = 0  # empty lines, skipped
+    duplicates: int = 0  # repeated (source, target) pairs, skipped
+    bad_lines: list = dataclasses.field(default_factory=list)  # (line, reason) skipped
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def is_url(path):
+    return urllib.parse.urlparse(str(path)).scheme in ("http", "https", "ftp", "file")
+
+
+def download(url, cache_dir=None, md5=None):
+    """Download `url` once into `cache_dir` and return the local path.
+
+    The file is written under a temporary name and renamed only when complete, so an
+    interrupted download never leaves a truncated file in the cache. With `md5`, the file's
+    checksum is verified; a `.zip` must also pass `zipfile`'s integrity test.
+    """
+    cache_dir = cache_dir or os.environ.get("BAHDANAU_KERAS_CACHE", DEFAULT_CACHE_DIR)
+    os.makedirs(cache_dir, exist_ok=True)
+    name = os.path.basename(urllib.parse.urlparse(url).path) or "corpus"
+    digest = hashlib.sha1(url.encode("utf-8")).hexdigest()[:10]
+    path = os.path.join(cache_dir, f"{digest}-{name}")
+    if not os.path.exists(path):
+        logger.info("Downloading %s into %s", url, path)
+        request = urllib.request.Request(url, headers={"User-Agent": "bahdanau_keras"})
+        fd, partial = tempfile.mkstemp(dir=cache_dir, prefix=".partial-")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response, os.fdopen(fd, "wb") as f:
+                shutil.copyfileobj(response, f)
+            _check_file(partial, url, md5)
+            os.replace(partial, path)
+        except Exception as error:
+            if os.path.exists(partial):
+                os.remove(partial)
+            if isinstance(error, CorpusError):
+                raise
+            raise CorpusError(f"{url}: download failed: {error}") from None
+    else:
+        _check_file(path, url, md5)
+    return path
+
+
+def _check_file(path, name, md5=None):
+    if md5 is not None:
+        with open(path, "rb") as f:
+            actual = hashlib.md5(f.read()).hexdigest()
+        if actual != md5:
+            raise CorpusError(f"{name}: md5 {actual} does not match the expected {md5}")
+    if name.endswith(".zip") or zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except zipfile.BadZipFile as error:
+            raise CorpusError(f"{name}: not a valid zip file ({error})") from None
+        if bad is not None:
+            raise CorpusError(f"{name}: corrupt member {bad!r} in the zip file")
+
+
+def _read_bytes(path):
+    """The corpus text as bytes, and the name to use in messages."""
+    if is_url(path):
+        path = download(path)
+    if not os.path.exists(path):
+        raise CorpusError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CorpusError(f"{path}: is a directory, expected a .txt or .zip corpus file")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = [m for m in archive.infolist()
+                           if m.filename.endswith(".txt")
+                           and not os.path.basename(m.filename).startswith("_")]
+                if not members:
+                    raise CorpusError(f"{path}: the zip file holds no corpus .txt file")
+                member = max(members, key=lambda m: m.file_size)
+                return archive.read(member), f"{path}:{member.filename}"
+        except zipfile.BadZipFile as error:
+            raise CorpusError(f"{path}: not a valid zip file ({error})") from None
+    with open(path, "rb") as f:
+        return f.read(), path
+
+
+def read_corpus(path, source_column=1, target_column=2, skip_bad_lines=False,
+                max_line_chars=5000):
+    """Read an Anki/Tatoeba-format corpus.
+
+    Args:
+        path: A `.txt` file, a `.zip` holding one, or a URL (downloaded once, see `download`).
+        source_column, target_column: 1-based columns of the source and the target
+            (English is column 1 in these files; 2 and 1 translate into English).
+        skip_bad_lines: Skip malformed lines (and count them) instead of raising.
+        max_line_chars: Longer lines are malformed (a missing line break, not a sentence).
+
+    A byte-order mark, CRLF line ends and trailing tabs are accepted; blank lines and repeated
+    pairs are skipped and counted. A line with no tab, an empty side or invalid UTF-8 raises
+    `CorpusError` naming the file and the line, or is skipped with `skip_bad_lines`.
+    """
+    for name, column in (("source_column", source_column), ("target_column", target_column)):
+        if column not in (1, 2):
+            raise CorpusError(
+                f"`{name}` must be 1 or 2 (column 3 holds the attribution). Received: {column!r}")
+    if source_column == target_column:
+        raise CorpusError(f"source and target are the same column ({source_column})")
+    data, name = _read_bytes(os.fspath(path) if not is_url(path) else path)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    origin = path if is_url(path) else os.path.abspath(os.fspath(path))
+    corpus = Corpus(pairs=[], path=name, origin=origin)
+    seen = set()
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the text after the final line break
+    for number, raw in enumerate(lines, start=1):
+        raw = raw.rstrip(b"\r")
+        if not raw.strip():
+            corpus.blank_lines += 1
+            continue
+        try:
+            line = raw.decode("utf-8")
+            if len(line) > max_line_chars:
+                raise CorpusError(f"line longer than {max_line_chars} characters")
+            columns = line.split("\t")
+            if len(columns) < 2:
+                raise CorpusError("no tab between source and target")
+            if len(columns) > 3 and any(c.strip() for c in columns[3:]):
+                raise CorpusError(f"{len(columns)} columns, expected 2 or 3")
+            source = columns[source_column - 1].strip()
+            target = columns[target_column - 1].strip()
+            if not source or not target:
+                raise CorpusError(f"empty {'source' if not source else 'target'} side")
+        except (UnicodeDecodeError, CorpusError) as error:
+            reason = "invalid UTF-8" if isinstance(error, UnicodeDecodeError) else str(error)
+            if not skip_bad_lines:
+                raise CorpusError(
+                    f"{name}, line {number}: {reason} (use --skip-bad-lines to skip such lines)"
+                ) from None
+            corpus.bad_lines.append((number, reason))
+            continue
+        if (source, target) in seen:
+            corpus.duplicates += 1
+            continue
+        seen.add((source, target))
+        corpus.pairs.append((source, target))
+    if corpus.bad_lines:
+        logger.warning("%s: skipped %d malformed lines (first: line %d, %s)", name,
+                       len(corpus.bad_lines), *corpus.bad_lines[0])
+    if not corpus.pairs:
+        raise CorpusError(f"{name}: the corpus holds no sentence pairs")
+    return corpus
+
+
+# -- splitting --------------------------------------------------------------------------------
+
+
+def split_of(source, dev_fraction=0.01, test_fraction=0.02):
+    """'train', 'dev' or 'test' for a source sentence, from a hash of its text alone, so every
+    pair with that source lands in the same split, whatever the file order."""
+    bucket = int(hashlib.md5(source.encode("utf-8")).hexdigest()[:8], 16) / 2**32
+    if bucket < test_fraction:
+        return "test"
+    if bucket < test_fraction + dev_fraction:
+        return "dev"
+    return "train"
+
+
+def split_pairs(pairs, dev_fraction=0.01, test_fraction=0.02):
+    """Deterministic train/dev/test split in which no source sentence is in two splits.
+
+    The key is the source with case and surrounding space ignored. Returns a dict of lists.
+    """
+    splits = {"train": [], "dev": [], "test": []}
+    for source, target in pairs:
+        key = " ".join(source.lower().split())
+        splits[split_of(key, dev_fraction, test_fraction)].append((source, target))
+    return splits
+
+
+def group_references(pairs):
+    """`[(source, target)]` -> `(sources, [references...])` with each source once, in order of
+    first appearance, and all its targets as references (Tatoeba has many)."""
+    references = collections.OrderedDict()
+    for source, target in pairs:
+        references.setdefault(source, []).append(target)
+    return list(references), list(references.values())
+
+
+# -- token ids and tf.data ----------------------------------------------------------------------
+
+
+def encode_pairs(pairs, source_tokenizer, target_tokenizer, max_length=None, chunk=20000):
+    """Tokenize pairs into int32 `RaggedTensor`s: source `y_1..y_n END`, target
+    `START y_1..y_n END`. Pairs with a side longer than `max_length` tokens are dropped (and
+    counted in the log). Returns `(source, target)`, each `[num_pairs, (len)]`."""
+    sources, targets = [], []
+    for begin in range(0, len(pairs), chunk):
+        part = pairs[begin:begin + chunk]
+        sources.append(source_tokenizer.tokenize(tf.constant([s for s, _ in part])))
+        targets.append(target_tokenizer.tokenize(tf.constant([t for _, t in part])))
+    source = tf.concat(sources, axis=0)
+    target = tf.concat(targets, axis=0)
+    n = source.nrows()
+    end = tf.fill([n, 1], END_ID)
+    source = tf.concat([source, end], axis=1)
+    target = tf.concat([tf.fill([n, 1], START_ID), target, end], axis=1)
+    if max_length is not None:
+        keep = (source.row_lengths() <= max_length + 1) & (target.row_lengths() <= max_length + 2)
+        dropped = int(n) - int(tf.reduce_sum(tf.cast(keep, tf.int32)))
+        if dropped:
+            logger.info("Dropped %d pairs longer than %d tokens", dropped, max_length)
+        source = tf.ragged.boolean_mask(source, keep)
+        target = tf.ragged.boolean_mask(target, keep)
+    return source, target
+
+
+def length_buckets(max_length):
+    """Bucket boundaries: every length up to 24 tokens, then growing by about 20%."""
+    boundaries = list(range(4, 25))
+    while boundaries[-1] < max_length:
+        boundaries.append(int(boundaries[-1] * 1.2) + 1)
+    return boundaries
+
+
+def batches(source, target, batch_size, seed=0, shuffle=True, first_epoch=0, epochs=1):
+    """A `tf.data` pipeline of padded `(epoch, source, target)` batches, batched by length.
+
+    Each epoch draws a fresh permutation from `(seed, epoch)` with a stateless shuffle and
+    groups sentences of similar length into batches of `batch_size` (so padding wastes little);
+    batches leave as their bucket fills, so lengths come mixed. The pipeline prefetches. Everything is deterministic given `seed`,
+    and an iterator over it can be saved in a `tf.train.Checkpoint` to resume mid-epoch.
+
+    Args:
+        source, target: int32 `RaggedTensor`s `[num_pairs, (len)]` from `encode_pairs`.
+        batch_size: Sentences per batch.
+        seed: Python int.
+        shuffle: `False` gives the same batches in the same order every epoch (for dev sets).
+        first_epoch, epochs: The epochs `first_epoch .. epochs - 1` are produced in sequence.
+
+    Yields:
+        `(epoch, source, target)`: int64 scalar, int32 `[batch, src_len]`, `[batch, tgt_len]`.
+    """
+    num_pairs = int(source.nrows())
+    if num_pairs == 0:
+        raise ValueError("Cannot batch an empty set of pairs.")
+    lengths = tf.maximum(source.row_lengths(), target.row_lengths())
+    boundaries = length_buckets(int(tf.reduce_max(lengths)))
+
+    def one_epoch(epoch):
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(num_pairs, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+        else:
+            order = tf.argsort(lengths, stable=True)
+        pairs = tf.data.Dataset.from_tensor_slices(order).map(
+            lambda i: (source[i], target[i]))
+        pairs = pairs.bucket_by_sequence_length(
+            lambda s, t: tf.cast(tf.maximum(tf.shape(s)[0], tf.shape(t)[0]), tf.int32),
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1))
+        return pairs.map(lambda s, t: (epoch, s, t))
+
+    return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch).prefetch(4)
+
+
+def load_ids(path):
+    """Read a token-id `.npz` as written by `../shared/peers/make_ids.py` (`src`, `tgt`,
+    int32, 0-padded, start 1 and end 2) as `(source, target)` `RaggedTensor`s."""
+    with np.load(path) as data:
+        src, tgt = data["src"], data["tgt"]
+    source = tf.RaggedTensor.from_tensor(tf.constant(src, tf.int32), padding=0)
+    target = tf.RaggedTensor.from_tensor(tf.constant(tgt, tf.int32), padding=0)
+    return source, target
+
+
+__all__ = [
+    "Corpus", "CorpusError", "SAMPLE_CORPUS", "batches", "download", "encode_pairs",
+    "group_references", "load_ids", "read_corpus", "split_pairs",
+]

@@ -1,0 +1,233 @@
+"""The decoder: a GRU conditioned on Bahdanau attention, with the paper's deep output.
+
+Appendix A.2.2 of arXiv:1409.0473, for target step `i`:
+
+    c_i  = Σ_j α_ij h_j,  α_ij = softmax_j(v_a^T tanh(W_a s_{i-1} + U_a h_j))
+    z_i  = σ(W_z E y_{i-1} + U_z s_{i-1} + C_z c_i)
+    r_i  = σ(W_r E y_{i-1} + U_r s_{i-1} + C_r c_i)
+    s̃_i  = tanh(W E y_{i-1} + U [r_i ∘ s_{i-1}] + C c_i)
+    s_i  = (1 - z_i) ∘ s_{i-1} + z_i ∘ s̃_i
+    t̃_i  = U_o s_i + V_o E y_{i-1} + C_o c_i,   t_i = maxout(t̃_i)
+    p(y_i | y_<i, x) = softmax(W_o t_i)
+
+(The output layer reads `s_i`, as in eq. 4 of the paper, `p(y_i | ...) = g(y_{i-1}, s_i, c_i)`.)
+"""
+
+import keras
+import tensorflow as tf
+
+from bahdanau_keras.attention import BahdanauAttention
+
+
+@keras.saving.register_keras_serializable(package="bahdanau_keras")
+class Decoder(keras.Model):
+    """Attention decoder whose time loop runs inside the graph.
+
+    Everything that does not depend on the step is computed outside the loop: the key
+    projection `U_a h_j`, the embedding projections `W_{z,r} E y_{i-1}` and `W E y_{i-1}`, and
+    (in `output_logits`) the deep output and the vocabulary projection. The loop itself only
+    computes attention from `s_{i-1}` and the GRU update.
+
+    Args:
+        vocab_size: Target vocabulary size.
+        embedding_dim: Size of the target embeddings `E y`.
+        units: Size of the decoder state `s_i`.
+        attention_units: Size of the alignment space of `BahdanauAttention`.
+        readout_dim: Size of `t_i`; defaults to `embedding_dim`.
+        maxout: Use the paper's maxout over pairs of `t̃_i` (otherwise `tanh`).
+        tie_embeddings: Use the target embedding matrix as `W_o` (needs
+            `readout_dim == embedding_dim`); saves `vocab_size * readout_dim` parameters.
+        dropout: Dropout rate on the target embeddings and on `t_i` while training.
+        normalize_attention: Weight-normalised attention (see `BahdanauAttention`).
+
+    Call arguments:
+        target_in: int `[batch, tgt_len]`, the teacher-forced inputs `y_{i-1}` (start token
+            first, padded with 0).
+        annotations: `[batch, src_len, value_dim]` from the encoder.
+        source_mask: bool `[batch, src_len]`.
+        initial_state: `[batch, units]`, `s_0`.
+        training: Python bool.
+
+    Returns:
+        `(logits, attention_weights)`: `[batch, tgt_len, vocab_size]` and
+        `[batch, tgt_len, src_len]`.
+    """
+
+    def __init__(self, vocab_size, embedding_dim=256, units=512, attention_units=512,
+                 readout_dim=None, maxout=True, tie_embeddings=True, dropout=0.0,
+                 normalize_attention=False, **kwargs):
+        super().__init__(**kwargs)
+        readout_dim = embedding_dim if readout_dim is None else readout_dim
+        if tie_embeddings and readout_dim != embedding_dim:
+            raise ValueError(
+                "`tie_embeddings=True` needs `readout_dim == embedding_dim`. Received: "
+                f"readout_dim={readout_dim}, embedding_dim={embedding_dim}")
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.attention_units = attention_units
+        self.readout_dim = readout_dim
+        self.maxout = maxout
+        self.tie_embeddings = tie_embeddings
+        self.dropout = dropout
+        self.normalize_attention = normalize_attention
+        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.attention = BahdanauAttention(
+            attention_units, normalize=normalize_attention, name="attention")
+        # t̃_i = U_o s_i + V_o E y_{i-1} + C_o c_i, on the concatenation [s_i; E y_{i-1}; c_i].
+        self.readout_dense = keras.layers.Dense(
+            readout_dim * (2 if maxout else 1), name="readout_dense")
+        if not tie_embeddings:
+            self.output_dense = keras.layers.Dense(vocab_size, name="output_dense")  # W_o
+        self.dropout_layer = keras.layers.Dropout(dropout)
+
+    def build(self, target_shape, annotations_shape, source_mask_shape=None,
+              initial_state_shape=None):
+        context_dim = annotations_shape[-1]
+        self.context_dim = context_dim
+        self.embedding.build(target_shape)
+        self.attention.build((None, self.units), annotations_shape)
+        # [W_z; W_r; W]: [embedding_dim, 3 * units], and its bias
+        self.input_kernel = self.add_weight(
+            name="input_kernel", shape=(self.embedding_dim, 3 * self.units),
+            initializer="glorot_uniform")
+        self.input_bias = self.add_weight(
+            name="input_bias", shape=(3 * self.units,), initializer="zeros")
+        # [C_z; C_r; C]: [context_dim, 3 * units]
+        self.context_kernel = self.add_weight(
+            name="context_kernel", shape=(context_dim, 3 * self.units),
+            initializer="glorot_uniform")
+        # [U_z; U_r; U]: [units, 3 * units]
+        self.recurrent_kernel = self.add_weight(
+            name="recurrent_kernel", shape=(self.units, 3 * self.units),
+            initializer="orthogonal")
+        self.readout_dense.build((None, self.units + self.embedding_dim + context_dim))
+        if self.tie_embeddings:
+            self.output_bias = self.add_weight(
+                name="output_bias", shape=(self.vocab_size,), initializer="zeros")
+        else:
+            self.output_dense.build((None, self.readout_dim))
+
+    # -- pieces shared by teacher forcing and by step-by-step decoding -------------------------
+
+    def embed(self, tokens, training=None):
+        """`E y`: `[..., embedding_dim]`."""
+        return self.dropout_layer(self.embedding(tokens), training=training)
+
+    def _weight(self, variable):
+        """A raw weight in the compute dtype (float16/bfloat16 under mixed precision)."""
+        return tf.cast(variable, self.compute_dtype)
+
+    def project_inputs(self, embedded):
+        """`[W_z; W_r; W] E y + b`: `[..., 3 * units]`, loop-invariant under teacher forcing."""
+        return tf.matmul(embedded, self._weight(self.input_kernel)) + self._weight(self.input_bias)
+
+    def cell(self, projected_input, state, keys, annotations, source_mask):
+        """One decoder step from `s_{i-1}` (`state`, `[batch, units]`) and the projected input.
+
+        Returns `(s_i, c_i, α_i)`: `[batch, units]`, `[batch, context_dim]`, `[batch, src_len]`.
+        """
+        # c_i and α_i from s_{i-1} (keys = U_a h_j were computed once per source batch).
+        context, weights = self.attention(state, annotations, mask=source_mask, keys=keys)
+        units = self.units
+        # [batch, 3 units]
+        gates_input = projected_input + tf.matmul(context, self._weight(self.context_kernel))
+        recurrent_kernel = self._weight(self.recurrent_kernel)
+        # U_z s_{i-1}, U_r s_{i-1}: [batch, 2 units]
+        gates_recurrent = tf.matmul(state, recurrent_kernel[:, : 2 * units])
+        gates = tf.sigmoid(gates_input[:, : 2 * units] + gates_recurrent)
+        update_gate, reset_gate = gates[:, :units], gates[:, units:]  # z_i, r_i
+        # s̃_i = tanh(W E y_{i-1} + U [r_i ∘ s_{i-1}] + C c_i)
+        candidate = tf.tanh(gates_input[:, 2 * units:]
+                            + tf.matmul(reset_gate * state, recurrent_kernel[:, 2 * units:]))
+        # s_i = (1 - z_i) ∘ s_{i-1} + z_i ∘ s̃_i
+        new_state = (1.0 - update_gate) * state + update_gate * candidate
+        return new_state, context, weights
+
+    def output_logits(self, states, embedded, contexts, training=None):
+        """Deep output: `t̃ = U_o s_i + V_o E y_{i-1} + C_o c_i`, `t = maxout(t̃)`, `W_o t`.
+
+        Works on any leading shape, e.g. `[num_real_tokens, ...]` gathered after the loop.
+        Returns logits `[..., vocab_size]`.
+        """
+        readout = self.readout_dense(tf.concat([states, embedded, contexts], axis=-1))
+        if self.maxout:
+            # t_i,k = max(t̃_i,2k-1, t̃_i,2k)
+            shape = tf.concat([tf.shape(readout)[:-1], [self.readout_dim, 2]], axis=0)
+            readout = tf.reduce_max(tf.reshape(readout, shape), axis=-1)
+        else:
+            readout = tf.tanh(readout)
+        readout = self.dropout_layer(readout, training=training)
+        if self.tie_embeddings:
+            # W_o = E^T: [..., readout_dim] x [vocab, readout_dim]^T
+            embeddings = self._weight(self.embedding.embeddings)
+            return tf.matmul(readout, embeddings, transpose_b=True) + self._weight(self.output_bias)
+        return self.output_dense(readout)
+
+    # -- teacher forcing -----------------------------------------------------------------------
+
+    def teacher_forcing(self, target_in, annotations, source_mask, initial_state, training=None):
+        """Run the whole target sequence through the step loop.
+
+        Returns `(states, embedded, contexts, attention_weights)`, each batch-major:
+        `[batch, tgt_len, units]`, `[batch, tgt_len, embedding_dim]`,
+        `[batch, tgt_len, context_dim]`, `[batch, tgt_len, src_len]`.
+        """
+        embedded = self.embed(target_in, training=training)  # E y_{i-1}: [batch, tgt_len, emb]
+        annotations = tf.cast(annotations, self.compute_dtype)
+        initial_state = tf.cast(initial_state, self.compute_dtype)
+        projected = self.project_inputs(embedded)  # [batch, tgt_len, 3 units]
+        keys = self.attention.project_keys(annotations)  # U_a h_j: [batch, src_len, att]
+        batch = tf.shape(annotations)[0]
+
+        def step(carry, projected_input):
+            state = carry[0]
+            return self.cell(projected_input, state, keys, annotations, source_mask)
+
+        initializer = (
+            initial_state,
+            tf.zeros([batch, tf.shape(annotations)[2]], annotations.dtype),
+            tf.zeros([batch, tf.shape(annotations)[1]], annotations.dtype),
+        )
+        # tf.scan is one tf.while_loop in the graph, over time-major inputs [tgt_len, batch, ...]
+        states, contexts, weights = tf.scan(
+            step, tf.transpose(projected, [1, 0, 2]), initializer=initializer)
+        states = tf.transpose(states, [1, 0, 2])
+        contexts = tf.transpose(contexts, [1, 0, 2])
+        weights = tf.transpose(weights, [1, 0, 2])
+        return states, embedded, contexts, weights
+
+    def call(self, target_in, annotations, source_mask=None, initial_state=None, training=None):
+        if initial_state is None:
+            initial_state = tf.zeros([tf.shape(annotations)[0], self.units], annotations.dtype)
+        states, embedded, contexts, weights = self.teacher_forcing(
+            target_in, annotations, source_mask, initial_state, training=training)
+        return self.output_logits(states, embedded, contexts, training=training), weights
+
+    # -- one step, for search ------------------------------------------------------------------
+
+    def step(self, previous_tokens, state, keys, annotations, source_mask):
+        """One decoding step from the previous output tokens `[batch]`.
+
+        Returns `(logits, new_state, attention_weights)`: `[batch, vocab_size]`,
+        `[batch, units]`, `[batch, src_len]`.
+        """
+        embedded = self.embed(previous_tokens)
+        state = tf.cast(state, self.compute_dtype)
+        new_state, context, weights = self.cell(
+            self.project_inputs(embedded), state, keys, annotations, source_mask)
+        return self.output_logits(new_state, embedded, context), new_state, weights
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "attention_units": self.attention_units,
+            "readout_dim": self.readout_dim,
+            "maxout": self.maxout,
+            "tie_embeddings": self.tie_embeddings,
+            "dropout": self.dropout,
+            "normalize_attention": self.normalize_attention,
+        }

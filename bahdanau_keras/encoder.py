@@ -1,0 +1,78 @@
+"""The encoder: embedding and a bidirectional GRU (Bahdanau et al. 2014, Section 3.2)."""
+
+import keras
+import tensorflow as tf
+
+from bahdanau_keras.text import PAD_ID
+
+
+@keras.saving.register_keras_serializable(package="bahdanau_keras")
+class Encoder(keras.Model):
+    """Reads the source sentence into annotations `h_j = [→h_j; ←h_j]`.
+
+    The calculation follows the steps:
+
+    1. Embed the source ids, `E x_j`: `[batch, src_len, embedding_dim]`.
+    2. Run a forward and a backward GRU over the real (unpadded) tokens; the annotation of
+       position `j` concatenates both states: `[batch, src_len, 2 * units]`.
+    3. Initialise the decoder from the backward GRU's state at the first source word,
+       `s_0 = tanh(W_s ←h_1)` (Appendix A.2.2): `[batch, decoder_units]`.
+
+    Args:
+        vocab_size: Source vocabulary size.
+        embedding_dim: Size of the source embeddings.
+        units: Size of each GRU direction; the annotations have `2 * units` features.
+        decoder_units: Size of the decoder state that `s_0` initialises.
+        dropout: Dropout rate on the embeddings and on the annotations while training.
+
+    Call arguments:
+        tokens: int `[batch, src_len]`, padded with `PAD_ID` (0) at the end.
+        training: Python bool, enables dropout.
+
+    Returns:
+        `(annotations, mask, initial_state)`: `[batch, src_len, 2 * units]`, bool
+        `[batch, src_len]` (`True` at real tokens) and `[batch, decoder_units]`.
+    """
+
+    def __init__(self, vocab_size, embedding_dim=256, units=256, decoder_units=512,
+                 dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.units = units
+        self.decoder_units = decoder_units
+        self.dropout = dropout
+        self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
+        self.bidirectional_gru = keras.layers.Bidirectional(
+            keras.layers.GRU(units, return_sequences=True, return_state=True),
+            merge_mode="concat", name="bidirectional_gru")
+        self.initial_state_dense = keras.layers.Dense(
+            decoder_units, activation="tanh", name="initial_state_dense")  # W_s
+        self.dropout_layer = keras.layers.Dropout(dropout)
+
+    def build(self, tokens_shape):
+        self.embedding.build(tokens_shape)
+        self.bidirectional_gru.build(tuple(tokens_shape) + (self.embedding_dim,))
+        self.initial_state_dense.build((None, self.units))
+
+    def call(self, tokens, training=None):
+        tokens = tf.convert_to_tensor(tokens)
+        mask = tf.not_equal(tokens, PAD_ID)  # [batch, src_len]
+        embedded = self.dropout_layer(self.embedding(tokens), training=training)
+        # h_j = [→h_j; ←h_j]: [batch, src_len, 2 * units]; ←h_1 is the backward final state.
+        annotations, _, backward_state = self.bidirectional_gru(
+            embedded, mask=mask, training=training)
+        annotations = self.dropout_layer(annotations, training=training)
+        # s_0 = tanh(W_s ←h_1): [batch, decoder_units]
+        initial_state = self.initial_state_dense(backward_state)
+        return annotations, mask, initial_state
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "decoder_units": self.decoder_units,
+            "dropout": self.dropout,
+        }

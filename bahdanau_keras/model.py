@@ -1,0 +1,113 @@
+"""The translator: encoder and decoder together, and the masked training loss."""
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from bahdanau_keras.decoder import Decoder
+from bahdanau_keras.encoder import Encoder
+from bahdanau_keras.text import PAD_ID
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of a `Translator`; `ModelConfig(**json)` and `dataclasses.asdict` round-trip."""
+
+    source_vocab_size: int  # source SentencePiece vocabulary size
+    target_vocab_size: int  # target SentencePiece vocabulary size
+    embedding_dim: int = 256  # source and target embedding size (and readout size)
+    encoder_units: int = 256  # per GRU direction; annotations have twice this
+    decoder_units: int = 512  # decoder state s_i
+    attention_units: int = 512  # alignment space of v_a, W_a, U_a
+    maxout: bool = True  # the paper's maxout deep output
+    tie_embeddings: bool = True  # W_o shares the target embedding matrix
+    dropout: float = 0.0  # embeddings, annotations and readout, in training only
+    normalize_attention: bool = False  # weight-normalised v_a
+
+    def __post_init__(self):
+        for name in ("source_vocab_size", "target_vocab_size", "embedding_dim", "encoder_units",
+                     "decoder_units", "attention_units"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1). Received: {self.dropout!r}")
+
+
+@keras.saving.register_keras_serializable(package="bahdanau_keras")
+class Translator(keras.Model):
+    """A Bahdanau-attention sequence-to-sequence model over token ids.
+
+    Args: the fields of `ModelConfig`, as keyword arguments.
+
+    Call arguments:
+        inputs: `(source, target_in)`, int `[batch, src_len]` and `[batch, tgt_len]`.
+        training: Python bool.
+
+    Returns:
+        `(logits, attention_weights)`: `[batch, tgt_len, target_vocab_size]` and
+        `[batch, tgt_len, src_len]`.
+    """
+
+    def __init__(self, source_vocab_size, target_vocab_size, embedding_dim=256, encoder_units=256,
+                 decoder_units=512, attention_units=512, maxout=True, tie_embeddings=True,
+                 dropout=0.0, normalize_attention=False, **kwargs):
+        super().__init__(**kwargs)
+        self.config = ModelConfig(
+            source_vocab_size=source_vocab_size, target_vocab_size=target_vocab_size,
+            embedding_dim=embedding_dim, encoder_units=encoder_units,
+            decoder_units=decoder_units, attention_units=attention_units, maxout=maxout,
+            tie_embeddings=tie_embeddings, dropout=dropout,
+            normalize_attention=normalize_attention)
+        self.encoder = Encoder(
+            source_vocab_size, embedding_dim, encoder_units, decoder_units, dropout=dropout,
+            name="encoder")
+        self.decoder = Decoder(
+            target_vocab_size, embedding_dim, decoder_units, attention_units, maxout=maxout,
+            tie_embeddings=tie_embeddings, dropout=dropout,
+            normalize_attention=normalize_attention, name="decoder")
+        # Every shape is known from the configuration: create the weights now.
+        self.build()
+
+    @classmethod
+    def from_model_config(cls, config):
+        return cls(**dataclasses.asdict(config))
+
+    def build(self, inputs_shape=None):
+        self.encoder.build((None, None))
+        self.decoder.build((None, None), (None, None, 2 * self.config.encoder_units))
+
+    def call(self, inputs, training=None):
+        source, target_in = inputs
+        annotations, source_mask, initial_state = self.encoder(source, training=training)
+        return self.decoder(target_in, annotations, source_mask, initial_state,
+                            training=training)
+
+    def loss_and_count(self, source, target, label_smoothing=0.0, training=False):
+        """Summed cross-entropy over the real target tokens, and their number.
+
+        `target` is `[batch, tgt_len]` holding `START y_1 ... y_n END` padded with 0; the model
+        reads `target[:, :-1]` and predicts `target[:, 1:]`. The deep output and the vocabulary
+        projection run once, after the step loop, on the real tokens only (`[num_tokens, ...]`).
+        """
+        target_in, target_out = target[:, :-1], target[:, 1:]
+        annotations, source_mask, initial_state = self.encoder(source, training=training)
+        states, embedded, contexts, _ = self.decoder.teacher_forcing(
+            target_in, annotations, source_mask, initial_state, training=training)
+        real = tf.not_equal(target_out, PAD_ID)  # [batch, tgt_len - 1]
+        logits = self.decoder.output_logits(
+            tf.boolean_mask(states, real), tf.boolean_mask(embedded, real),
+            tf.boolean_mask(contexts, real), training=training)  # [num_tokens, vocab]
+        labels = tf.boolean_mask(target_out, real)  # [num_tokens]
+        logits = tf.cast(logits, tf.float32)
+        log_probs = tf.nn.log_softmax(logits)
+        nll = -tf.gather(log_probs, labels, batch_dims=1)
+        if label_smoothing:
+            # (1 - ε) NLL + ε × cross-entropy with the uniform distribution
+            nll = (1.0 - label_smoothing) * nll - label_smoothing * tf.reduce_mean(
+                log_probs, axis=-1)
+        return tf.reduce_sum(nll), tf.shape(labels)[0]
+
+    def get_config(self):
+        return {**super().get_config(), **dataclasses.asdict(self.config)}

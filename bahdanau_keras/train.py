@@ -1,0 +1,445 @@
+"""Teacher-forcing training: a short `tf.function` step, and plain Python around it.
+
+A model directory holds everything a trained model needs:
+
+    config.json        model sizes, training options and the data it was trained on
+    source.model       source SentencePiece model
+    target.model       target SentencePiece model
+    checkpoints/       latest checkpoints: weights, optimizer, step, data iterator (--resume)
+    best/              the weights with the lowest dev loss so far
+    history.json       one record an epoch: losses, tokens/s, time
+    logs/              TensorBoard scalars
+"""
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bahdanau_keras import data as data_lib
+from bahdanau_keras.model import ModelConfig, Translator
+from bahdanau_keras.text import SubwordTokenizer, normalize_python, train_sentencepiece
+
+logger = logging.getLogger("bahdanau_keras")
+
+CONFIG_FILE, SOURCE_VOCAB, TARGET_VOCAB = "config.json", "source.model", "target.model"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or go on (the message says why and what to do)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Options of a training run; the command line fills it, `config.json` stores it."""
+
+    epochs: int = 10  # passes over the training split
+    batch_size: int = 64  # sentences per batch (sentences of similar length batch together)
+    learning_rate: float = 1e-3  # Adam
+    clipnorm: float = 1.0  # gradient-norm clipping
+    label_smoothing: float = 0.0  # ε of label-smoothed cross-entropy
+    patience: int = 3  # epochs without a better dev loss before stopping; 0 never stops
+    seed: int = 0  # weights, data order and dropout; two runs with one seed are identical
+    vocab_size: int = 8000  # upper bound of each SentencePiece vocabulary
+    max_length: int = 64  # training pairs with a longer side (in subwords) are left out
+    checkpoint_every: int = 500  # steps between checkpoints (and at every epoch end)
+    max_steps: int = 0  # stop after this many steps in all; 0 means no limit
+    time_limit: float = 0.0  # stop after this many minutes of this run; 0 means no limit
+    mixed_precision: bool = False  # float16 on GPU, bfloat16 elsewhere
+    jit_compile: bool = False  # XLA-compile the training step
+    source_column: int = 1  # corpus column of the source (1 is English in Anki files)
+    target_column: int = 2  # corpus column of the target
+    dev_fraction: float = 0.01  # share of source sentences held out for the dev loss
+    test_fraction: float = 0.02  # share held out for evaluation, never trained on
+
+    def __post_init__(self):
+        positive = ("epochs", "batch_size", "vocab_size", "max_length", "checkpoint_every")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
+        for name in ("patience", "max_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0. Received: {getattr(self, name)!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be > 0. Received: {self.learning_rate!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(
+                f"`label_smoothing` must be in [0, 1). Received: {self.label_smoothing!r}")
+        if self.time_limit < 0:
+            raise ValueError(f"`time_limit` must be >= 0. Received: {self.time_limit!r}")
+        if not (0 <= self.dev_fraction < 1 and 0 <= self.test_fraction < 1
+                and self.dev_fraction + self.test_fraction < 1):
+            raise ValueError(
+                "`dev_fraction` and `test_fraction` must be in [0, 1) and sum to less than 1. "
+                f"Received: {self.dev_fraction!r}, {self.test_fraction!r}")
+
+
+# -- the model directory ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A translator with its tokenizers and configuration, as read from a model directory."""
+
+    translator: Translator
+    source_tokenizer: SubwordTokenizer
+    target_tokenizer: SubwordTokenizer
+    model_config: ModelConfig
+    train_config: TrainConfig
+    data: dict  # {"path", "source_column", "target_column", ...}
+
+
+def read_config(model_dir):
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.isdir(model_dir):
+        raise TrainingError(f"{model_dir}: no such model directory")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+        return (ModelConfig(**config["model"]), TrainConfig(**config["train"]),
+                config.get("data", {}))
+    except FileNotFoundError:
+        raise TrainingError(f"{model_dir}: not a model directory (no {CONFIG_FILE})") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise TrainingError(f"{path}: corrupt model configuration ({error})") from None
+
+
+def write_config(model_dir, model_config, train_config, data):
+    config = {"model": dataclasses.asdict(model_config),
+              "train": dataclasses.asdict(train_config), "data": data}
+    _write_json(os.path.join(model_dir, CONFIG_FILE), config)
+
+
+def _write_json(path, value):
+    """Write JSON atomically: a kill never leaves half a file."""
+    partial = path + ".partial"
+    with open(partial, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2, ensure_ascii=False)
+    os.replace(partial, path)
+
+
+def load_trained(model_dir, which="best"):
+    """Read a model directory: the weights of `best/` (or `checkpoints/` if there is none, or
+    with `which="latest"`), the tokenizers and the configuration."""
+    model_config, train_config, data = read_config(model_dir)
+    try:
+        source_tokenizer = SubwordTokenizer.load(os.path.join(model_dir, SOURCE_VOCAB))
+        target_tokenizer = SubwordTokenizer.load(os.path.join(model_dir, TARGET_VOCAB))
+    except (tf.errors.OpError, ValueError, RuntimeError) as error:
+        raise TrainingError(f"{model_dir}: cannot read the vocabularies ({error})") from None
+    translator = Translator.from_model_config(model_config)
+    directories = ["best", "checkpoints"] if which == "best" else ["checkpoints"]
+    for name in directories:
+        path = tf.train.latest_checkpoint(os.path.join(model_dir, name))
+        if path:
+            try:
+                tf.train.Checkpoint(model=translator).restore(path).expect_partial()
+            except (tf.errors.OpError, ValueError, AssertionError) as error:
+                raise TrainingError(f"{path}: corrupt checkpoint ({error})") from None
+            break
+    else:
+        raise TrainingError(f"{model_dir}: holds no trained weights (no checkpoint)")
+    return TrainedModel(translator, source_tokenizer, target_tokenizer, model_config,
+                        train_config, data)
+
+
+# -- the step --------------------------------------------------------------------------------
+
+
+def make_optimizer(config):
+    optimizer = keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm)
+    if config.mixed_precision and keras.config.dtype_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def make_train_step(translator, optimizer, label_smoothing=0.0, strategy=None,
+                    jit_compile=False):
+    """A compiled teacher-forcing step `(source, target) -> (loss_sum, token_count)`.
+
+    The gradient is that of the mean loss over the real target tokens of the whole (global)
+    batch, also when the batch is split over the replicas of a `tf.distribute.Strategy`.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+
+    def replica_step(source, target):
+        with tf.GradientTape() as tape:
+            loss_sum, count = translator.loss_and_count(
+                source, target, label_smoothing, training=True)
+            total = tf.distribute.get_replica_context().all_reduce("sum", count)
+            loss = loss_sum / tf.maximum(tf.cast(total, tf.float32), 1.0)
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                loss = optimizer.scale_loss(loss)
+        variables = translator.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(gradients, variables))
+        return loss_sum, count
+
+    if strategy.num_replicas_in_sync == 1:
+        spec = tf.TensorSpec([None, None], tf.int32)
+        return tf.function(replica_step, input_signature=[spec, spec], jit_compile=jit_compile)
+
+    @tf.function(reduce_retracing=True)
+    def distributed_step(source, target):
+        loss_sum, count = strategy.run(replica_step, args=(source, target))
+        return (strategy.reduce("sum", loss_sum, axis=None),
+                strategy.reduce("sum", count, axis=None))
+
+    def step(source, target):
+        return distributed_step(*split_for_replicas(strategy, source, target))
+
+    return step
+
+
+def split_for_replicas(strategy, *tensors):
+    """Split each `[batch, ...]` tensor into per-replica parts for `strategy.run`."""
+    replicas = strategy.num_replicas_in_sync
+    parts = [np.array_split(np.asarray(t), replicas) for t in tensors]
+    return [strategy.experimental_distribute_values_from_function(
+        lambda context, p=p: tf.constant(p[context.replica_id_in_sync_group]))
+        for p in parts]
+
+
+def make_eval_step(translator):
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[spec, spec])
+    def eval_step(source, target):
+        return translator.loss_and_count(source, target, training=False)
+
+    return eval_step
+
+
+def dev_loss(eval_step, dataset):
+    total, count = 0.0, 0
+    for _, source, target in dataset:
+        loss_sum, n = eval_step(source, target)
+        total += float(loss_sum)
+        count += int(n)
+    return total / max(count, 1)
+
+
+# -- the loop ------------------------------------------------------------------------------
+
+
+def prepare(model_dir, corpus, model_config_overrides, train_config, resume=False):
+    """Create (or, with `resume`, reopen) a model directory; returns the split pairs,
+    tokenizers and configurations."""
+    config_exists = os.path.exists(os.path.join(model_dir, CONFIG_FILE))
+    if resume:
+        if not config_exists:
+            raise TrainingError(
+                f"{model_dir}: nothing to resume (no {CONFIG_FILE}); train without --resume")
+        model_config, saved_train_config, data = read_config(model_dir)
+        # The run's length and limits may change on resume; nothing that shapes the model may.
+        train_config = dataclasses.replace(
+            saved_train_config, epochs=train_config.epochs, max_steps=train_config.max_steps,
+            time_limit=train_config.time_limit, patience=train_config.patience)
+        source_tokenizer = SubwordTokenizer.load(os.path.join(model_dir, SOURCE_VOCAB))
+        target_tokenizer = SubwordTokenizer.load(os.path.join(model_dir, TARGET_VOCAB))
+        splits = data_lib.split_pairs(corpus.pairs, train_config.dev_fraction,
+                                      train_config.test_fraction)
+        return splits, source_tokenizer, target_tokenizer, model_config, train_config
+    if config_exists:
+        raise TrainingError(
+            f"{model_dir}: already holds a model; use --resume to continue it, "
+            "or choose another --model-dir")
+    os.makedirs(model_dir, exist_ok=True)
+    splits = data_lib.split_pairs(corpus.pairs, train_config.dev_fraction,
+                                  train_config.test_fraction)
+    if not splits["train"]:
+        raise TrainingError(f"{corpus.path}: no pairs left for training after the split")
+    logger.info("Learning the vocabularies from %d training pairs", len(splits["train"]))
+    sources = normalize_python([s for s, _ in splits["train"]])
+    targets = normalize_python([t for _, t in splits["train"]])
+    source_tokenizer = SubwordTokenizer(train_sentencepiece(sources, train_config.vocab_size))
+    target_tokenizer = SubwordTokenizer(train_sentencepiece(targets, train_config.vocab_size))
+    source_tokenizer.save(os.path.join(model_dir, SOURCE_VOCAB))
+    target_tokenizer.save(os.path.join(model_dir, TARGET_VOCAB))
+    model_config = ModelConfig(
+        source_vocab_size=source_tokenizer.vocab_size,
+        target_vocab_size=target_tokenizer.vocab_size, **model_config_overrides)
+    data = {"path": corpus.origin or corpus.path, "source_column": train_config.source_column,
+            "target_column": train_config.target_column, "pairs": len(corpus.pairs),
+            **{f"{name}_pairs": len(pairs) for name, pairs in splits.items()}}
+    write_config(model_dir, model_config, train_config, data)
+    return splits, source_tokenizer, target_tokenizer, model_config, train_config
+
+
+def train(model_dir, corpus, model_config_overrides=None, train_config=None, resume=False,
+          strategy=None, verbose=1):
+    """Train (or resume) a translator on `corpus` into `model_dir`; returns the history.
+
+    Checkpoints hold the weights, the optimizer, the step counter and the position in the data,
+    so `resume=True` after an interruption (even `kill -9`) continues exactly where the last
+    checkpoint was. Stops at `epochs`, at `max_steps`, after `time_limit` minutes, or when the
+    dev loss has not improved for `patience` epochs; a non-finite loss stops training with an
+    error and leaves the last good checkpoint in place.
+    """
+    train_config = train_config or TrainConfig()
+    strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(train_config.seed)
+    splits, source_tokenizer, target_tokenizer, model_config, train_config = prepare(
+        model_dir, corpus, model_config_overrides or {}, train_config, resume)
+    if train_config.mixed_precision:
+        keras.mixed_precision.set_dtype_policy(
+            "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16")
+    train_source, train_target = data_lib.encode_pairs(
+        splits["train"], source_tokenizer, target_tokenizer, train_config.max_length)
+    dev_pairs = splits["dev"] or splits["train"][: max(1, len(splits["train"]) // 50)]
+    dev_source, dev_target = data_lib.encode_pairs(
+        dev_pairs, source_tokenizer, target_tokenizer, train_config.max_length)
+
+    with strategy.scope():
+        translator = Translator.from_model_config(model_config)
+        optimizer = make_optimizer(train_config)
+        optimizer.build(translator.trainable_variables)
+    logger.info("Model: %s parameters", f"{translator.count_params():,}")
+
+    step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    best_dev_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best")
+    bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs")
+    counters = dict(step=step_counter, epoch=epoch_counter, best_dev_loss=best_dev_loss,
+                    bad_epochs=bad_epochs)
+    checkpoint_dir = os.path.join(model_dir, "checkpoints")
+    first_epoch = 0
+    latest = tf.train.latest_checkpoint(checkpoint_dir) if resume else None
+    if latest:
+        tf.train.Checkpoint(**counters).restore(latest).expect_partial()
+        first_epoch = int(epoch_counter.numpy())
+    train_batches = data_lib.batches(
+        train_source, train_target, train_config.batch_size, seed=train_config.seed,
+        first_epoch=first_epoch, epochs=train_config.epochs)
+    iterator = iter(train_batches)
+    checkpoint = tf.train.Checkpoint(model=translator, optimizer=optimizer, data=iterator,
+                                     **counters)
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
+    best_manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=translator), os.path.join(model_dir, "best"), max_to_keep=1)
+    history_path = os.path.join(model_dir, "history.json")
+    history = []
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        if os.path.exists(history_path):
+            with open(history_path, encoding="utf-8") as f:
+                history = [r for r in json.load(f) if r["step"] <= int(step_counter.numpy())]
+        logger.warning("Resumed from %s at step %d, epoch %d", latest,
+                       int(step_counter.numpy()), first_epoch + 1)
+        if verbose:
+            print(f"Resumed from {latest} at step {int(step_counter.numpy())} "
+                  f"(epoch {first_epoch + 1})", flush=True)
+    elif resume:
+        logger.warning("No checkpoint in %s: starting from the beginning", checkpoint_dir)
+
+    train_step = make_train_step(translator, optimizer, train_config.label_smoothing,
+                                 strategy, train_config.jit_compile)
+    eval_step = make_eval_step(translator)
+    dev_batches = data_lib.batches(dev_source, dev_target, 64, shuffle=False)
+    batches_per_epoch = int(data_lib.batches(
+        train_source, train_target, train_config.batch_size, shuffle=False).reduce(
+            0, lambda n, _: n + 1))
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs"))
+    started = time.perf_counter()
+    stop_reason = None
+
+    def keep_if_best():
+        """Dev loss now; the weights go to `best/` if it is the lowest so far."""
+        loss = dev_loss(eval_step, dev_batches)
+        with writer.as_default(step=int(step_counter.numpy())):
+            tf.summary.scalar("dev/loss", loss)
+        improved = loss < best_dev_loss.numpy()
+        if improved:
+            best_dev_loss.assign(loss)
+            best_manager.save(checkpoint_number=int(step_counter.numpy()))
+        return loss, improved
+
+    def end_epoch(epoch, epoch_loss, epoch_tokens, epoch_seconds):
+        nonlocal stop_reason
+        loss, improved = keep_if_best()
+        record = {"epoch": epoch + 1, "step": int(step_counter.numpy()),
+                  "train_loss": epoch_loss / max(epoch_tokens, 1), "dev_loss": loss,
+                  "tokens_per_s": epoch_tokens / max(epoch_seconds, 1e-9),
+                  "seconds": epoch_seconds}
+        history.append(record)
+        epoch_counter.assign(epoch + 1)
+        if improved:
+            bad_epochs.assign(0)
+        else:
+            bad_epochs.assign_add(1)
+            if train_config.patience and bad_epochs.numpy() >= train_config.patience:
+                stop_reason = f"dev loss has not improved for {train_config.patience} epochs"
+        manager.save(checkpoint_number=int(step_counter.numpy()))
+        _write_json(history_path, history)
+        if verbose:
+            print(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, "
+                  f"dev loss {loss:.4f}, {record['tokens_per_s']:.0f} target tokens/s",
+                  flush=True)
+
+    current_epoch = first_epoch
+    epoch_loss = epoch_tokens = 0.0
+    epoch_started = time.perf_counter()
+    progress = keras.utils.Progbar(batches_per_epoch, verbose=verbose,
+                                   stateful_metrics=["loss", "tokens/s"])
+    for epoch, source, target in iterator:
+        epoch = int(epoch)
+        if epoch != current_epoch:
+            end_epoch(current_epoch, epoch_loss, epoch_tokens,
+                      time.perf_counter() - epoch_started)
+            if stop_reason:
+                break
+            current_epoch, epoch_loss, epoch_tokens = epoch, 0.0, 0.0
+            epoch_started = time.perf_counter()
+            progress = keras.utils.Progbar(batches_per_epoch, verbose=verbose,
+                                           stateful_metrics=["loss", "tokens/s"])
+        loss_sum, count = train_step(source, target)
+        loss_sum, count = float(loss_sum), int(count)
+        if not math.isfinite(loss_sum):
+            raise TrainingError(
+                f"the loss became {loss_sum} at step {int(step_counter.numpy()) + 1}; "
+                f"stopped. The last good checkpoint is in {checkpoint_dir} (try a lower "
+                "--learning-rate, then --resume)")
+        step = int(step_counter.assign_add(1).numpy())
+        epoch_loss += loss_sum
+        epoch_tokens += count
+        elapsed = time.perf_counter() - epoch_started
+        if verbose == 1:
+            progress.update(min(progress._seen_so_far + 1, batches_per_epoch), [
+                ("loss", loss_sum / max(count, 1)),
+                ("tokens/s", epoch_tokens / max(elapsed, 1e-9))])
+        elif verbose and step % 100 == 0:  # a log file: one line every 100 steps
+            print(f"step {step} (epoch {epoch + 1}): loss {epoch_loss / epoch_tokens:.4f}, "
+                  f"{epoch_tokens / max(elapsed, 1e-9):.0f} target tokens/s", flush=True)
+        if step % 50 == 0:
+            with writer.as_default(step=step):
+                tf.summary.scalar("train/loss", loss_sum / max(count, 1))
+                tf.summary.scalar("train/tokens_per_s", epoch_tokens / max(elapsed, 1e-9))
+        if step % train_config.checkpoint_every == 0:
+            manager.save(checkpoint_number=step)
+        if train_config.max_steps and step >= train_config.max_steps:
+            stop_reason = f"reached --max-steps {train_config.max_steps}"
+        elif train_config.time_limit and time.perf_counter() - started > 60 * train_config.time_limit:
+            stop_reason = f"reached --time-limit {train_config.time_limit} minutes"
+        if stop_reason:
+            manager.save(checkpoint_number=step)
+            loss, _ = keep_if_best()
+            if verbose:
+                print(f"\nstep {step}: dev loss {loss:.4f}", flush=True)
+            break
+    else:
+        if epoch_tokens:
+            end_epoch(current_epoch, epoch_loss, epoch_tokens,
+                      time.perf_counter() - epoch_started)
+    if not best_manager.latest_checkpoint:
+        best_manager.save(checkpoint_number=int(step_counter.numpy()))
+    writer.flush()
+    if verbose and stop_reason:
+        print(f"Stopped: {stop_reason}.", flush=True)
+    return history

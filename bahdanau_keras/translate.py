@@ -1,0 +1,111 @@
+"""Translate text with a trained model directory or an exported SavedModel.
+
+`Translation.open(path)` accepts either: a model directory written by `train` (the in-memory
+`TranslatorModule` is built from it) or a SavedModel written by `export` (loaded without this
+package's classes). Both expose the same `translate`, `translate_beam` and `translate_sample`
+functions, so the results are the same.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+from bahdanau_keras.train import CONFIG_FILE, TrainingError
+
+
+def read_sentences(arguments, input_path=None, stdin=None):
+    """Sentences from the command line, from `input_path` (one a line) or from standard input.
+    Undecodable bytes are replaced, never fatal."""
+    if arguments and input_path:
+        raise ValueError("give sentences as arguments or with --input, not both")
+    if arguments:
+        return list(arguments)
+    if input_path:
+        if not os.path.isfile(input_path):
+            raise FileNotFoundError(f"{input_path}: no such file")
+        with open(input_path, encoding="utf-8", errors="replace") as f:
+            return [line.rstrip("\r\n") for line in f]
+    stdin = stdin or sys.stdin
+    if stdin is None or stdin.isatty():
+        raise ValueError("no sentences: give them as arguments, with --input, or on stdin")
+    data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read()
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", errors="replace")
+    return data.splitlines()
+
+
+class Translation:
+    """Translate lists of Python strings in batches; results are plain Python values."""
+
+    def __init__(self, module, path):
+        self.module = module
+        self.path = path
+
+    @classmethod
+    def open(cls, path):
+        """Open a model directory (with `config.json`) or an exported SavedModel."""
+        import tensorflow as tf
+
+        if not os.path.isdir(path):
+            raise TrainingError(f"{path}: no such model directory")
+        if os.path.exists(os.path.join(path, CONFIG_FILE)):
+            from bahdanau_keras.export import TranslatorModule
+            from bahdanau_keras.train import load_trained
+
+            trained = load_trained(path)
+            module = TranslatorModule(
+                trained.translator, trained.source_tokenizer, trained.target_tokenizer)
+            return cls(module, path)
+        if os.path.exists(os.path.join(path, "saved_model.pb")):
+            from bahdanau_keras.export import load
+
+            try:
+                return cls(load(path), path)
+            except (tf.errors.OpError, ValueError, OSError) as error:
+                message = str(error).strip().splitlines()[0] if str(error).strip() else error
+                raise TrainingError(f"{path}: corrupt SavedModel ({message})") from None
+        raise TrainingError(
+            f"{path}: neither a model directory (no {CONFIG_FILE}) nor a SavedModel "
+            "(no saved_model.pb)")
+
+    def translate(self, sentences, beam_width=1, alpha=0.6, beta=0.0, temperature=0.0,
+                  seed=0, batch_size=64):
+        """Translate `sentences`; one dict per sentence with `translation`, `score`,
+        `attention` (`[tgt_len, src_len]`, real tokens only), `source_tokens`,
+        `target_tokens`, and with beam search `nbest`: `[(translation, score), ...]`."""
+        import tensorflow as tf
+
+        results = []
+        for begin in range(0, len(sentences), batch_size):
+            batch = tf.constant(list(sentences[begin:begin + batch_size]), tf.string)
+            if temperature > 0:
+                out = self.module.translate_sample(
+                    batch, tf.constant(temperature, tf.float32),
+                    tf.constant([seed, begin], tf.int64))
+            elif beam_width > 1:
+                out = self.module.translate_beam(
+                    batch, tf.constant(beam_width, tf.int32), tf.constant(alpha, tf.float32),
+                    tf.constant(beta, tf.float32))
+            else:
+                out = self.module.translate(batch)
+            results.extend(_to_python(out))
+        return results
+
+
+def _to_python(out):
+    out = {key: value.numpy() for key, value in out.items()}
+    results = []
+    for i, text in enumerate(out["translation"]):
+        source_tokens = [t.decode("utf-8", "replace") for t in out["source_tokens"][i] if t]
+        target_tokens = [t.decode("utf-8", "replace") for t in out["target_tokens"][i] if t]
+        attention = np.asarray(out["attention"][i])[: len(target_tokens), : len(source_tokens)]
+        result = {"translation": text.decode("utf-8", "replace"),
+                  "score": float(out["score"][i]),
+                  "source_tokens": source_tokens, "target_tokens": target_tokens,
+                  "attention": attention.tolist()}
+        if "nbest_translations" in out:
+            result["nbest"] = [(t.decode("utf-8", "replace"), float(s)) for t, s in
+                               zip(out["nbest_translations"][i], out["nbest_scores"][i])]
+        results.append(result)
+    return results
