@@ -71,10 +71,12 @@ def build_parser():
     train.add_argument("--model-dir", required=True, help="where the model is written")
     train.add_argument("--resume", action="store_true",
                        help="continue the model in --model-dir from its last checkpoint")
-    train.add_argument("--source-column", type=int, default=1, choices=None,
-                       help="corpus column of the source language (default 1, English)")
-    train.add_argument("--target-column", type=int, default=2,
-                       help="corpus column of the target language (default 2)")
+    train.add_argument("--source-column", type=int, default=None,
+                       help="corpus column of the source language (default 1, English; "
+                            "with --resume, the model's)")
+    train.add_argument("--target-column", type=int, default=None,
+                       help="corpus column of the target language (default 2; with --resume, "
+                            "the model's)")
     train.add_argument("--skip-bad-lines", action="store_true",
                        help="skip malformed corpus lines (counted) instead of stopping")
     train.add_argument("--epochs", type=positive_int, default=None)
@@ -149,9 +151,26 @@ def build_parser():
 def command_train(args):
     from bahdanau_keras import data, train
 
-    corpus = data.read_corpus(args.data or data.SAMPLE_CORPUS, args.source_column,
-                              args.target_column, skip_bad_lines=args.skip_bad_lines)
-    sample = args.data is None
+    data_path, source_column, target_column = args.data, args.source_column, args.target_column
+    if args.resume and os.path.isdir(args.model_dir):
+        # Resume on the model's own corpus and columns unless told otherwise.
+        try:
+            _, _, trained_on = train.read_config(args.model_dir)
+        except train.TrainingError:
+            trained_on = {}  # `train` reports what is wrong with the directory
+        if data_path is None and trained_on.get("path"):
+            data_path = trained_on["path"]
+            if os.path.abspath(data_path) == os.path.abspath(data.SAMPLE_CORPUS):
+                data_path = None
+        if source_column is None:
+            source_column = trained_on.get("source_column")
+        if target_column is None:
+            target_column = trained_on.get("target_column")
+    source_column = 1 if source_column is None else source_column
+    target_column = 2 if target_column is None else target_column
+    corpus = data.read_corpus(data_path or data.SAMPLE_CORPUS, source_column,
+                              target_column, skip_bad_lines=args.skip_bad_lines)
+    sample = data_path is None
     # The sample corpus trains a small model; a real corpus the sizes of the shipped model.
     units = args.units or (128 if sample else 512)
     model = dict(
@@ -166,8 +185,8 @@ def command_train(args):
         vocab_size=args.vocab_size or (1000 if sample else 8000),
         checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
         time_limit=args.time_limit, mixed_precision=args.mixed_precision,
-        jit_compile=args.jit_compile, source_column=args.source_column,
-        target_column=args.target_column)
+        jit_compile=args.jit_compile, source_column=source_column,
+        target_column=target_column)
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     print(f"Training on {corpus.path}: {len(corpus.pairs):,} pairs", flush=True)
     train.train(args.model_dir, corpus, model, train_config, resume=args.resume,
@@ -276,7 +295,7 @@ def main(argv=None):
         from bahdanau_keras.data import CorpusError
         from bahdanau_keras.train import TrainingError
 
-        if isinstance(error, (CorpusError, TrainingError, ValueError, FileNotFoundError)):
+        if isinstance(error, (CorpusError, TrainingError, ValueError, OSError)):
             print(f"bahdanau-keras: error: {error}", file=sys.stderr)
             return USAGE_ERROR
         raise

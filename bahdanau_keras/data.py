@@ -67,8 +67,13 @@ def download(url, cache_dir=None, md5=None):
         request = urllib.request.Request(url, headers={"User-Agent": "bahdanau_keras"})
         fd, partial = tempfile.mkstemp(dir=cache_dir, prefix=".partial-")
         try:
-            with urllib.request.urlopen(request, timeout=60) as response, os.fdopen(fd, "wb") as f:
+            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(request, timeout=60) as response:
                 shutil.copyfileobj(response, f)
+                size, expected = f.tell(), response.headers.get("Content-Length")
+            # urllib does not notice a connection closed early: compare with the announced size.
+            if expected is not None and expected.isdigit() and size != int(expected):
+                raise CorpusError(
+                    f"{url}: download failed: received {size} of {expected} bytes")
             _check_file(partial, url, md5)
             os.replace(partial, path)
         except Exception as error:
@@ -118,6 +123,8 @@ def _read_bytes(path):
                 return archive.read(member), f"{path}:{member.filename}"
         except zipfile.BadZipFile as error:
             raise CorpusError(f"{path}: not a valid zip file ({error})") from None
+    if path.lower().endswith(".zip"):
+        raise CorpusError(f"{path}: not a valid zip file (truncated or corrupt)")
     with open(path, "rb") as f:
         return f.read(), path
 

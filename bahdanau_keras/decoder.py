@@ -81,11 +81,13 @@ class Decoder(keras.Model):
             self.output_dense = keras.layers.Dense(vocab_size, name="output_dense")  # W_o
         self.dropout_layer = keras.layers.Dropout(dropout)
 
-    def build(self, target_shape, annotations_shape, source_mask_shape=None,
+    def build(self, target_in_shape, annotations_shape, source_mask_shape=None,
               initial_state_shape=None):
+        # The argument names are those of `call` with `_shape` appended: Keras builds a layer
+        # called before `build` by matching them.
         context_dim = annotations_shape[-1]
         self.context_dim = context_dim
-        self.embedding.build(target_shape)
+        self.embedding.build(target_in_shape)
         self.attention.build((None, self.units), annotations_shape)
         # [W_z; W_r; W]: [embedding_dim, 3 * units], and its bias
         self.input_kernel = self.add_weight(

@@ -44,7 +44,9 @@ class Encoder(keras.Model):
         self.dropout = dropout
         self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")
         self.bidirectional_gru = keras.layers.Bidirectional(
-            keras.layers.GRU(units, return_sequences=True, return_state=True),
+            # A fixed name: otherwise Keras numbers it by how many GRUs the process made before
+            # (`forward_gru_3/...`), and the weights' paths differ between identical models.
+            keras.layers.GRU(units, return_sequences=True, return_state=True, name="gru"),
             merge_mode="concat", name="bidirectional_gru")
         self.initial_state_dense = keras.layers.Dense(
             decoder_units, activation="tanh", name="initial_state_dense")  # W_s

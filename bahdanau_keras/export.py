@@ -55,6 +55,11 @@ class TranslatorModule(tf.Module):
         end = tf.fill([pieces.nrows(), 1], END_ID)
         return tf.concat([pieces, end], axis=1).to_tensor(default_value=PAD_ID)
 
+    @staticmethod
+    def _empty(source):
+        """`[batch]` bool: the sentence has no subword (only the end token)."""
+        return tf.equal(source[:, 0], END_ID)
+
     def _outputs(self, texts, source, result):
         count = tf.shape(texts)[0]
         result = {key: value[:count] for key, value in result.items()}
@@ -62,9 +67,7 @@ class TranslatorModule(tf.Module):
         tokens = result["tokens"]
         translation = self.target_tokenizer.detokenize(tokens)
         # Nothing to translate gives nothing (not the model's guess for an empty sentence).
-        empty = tf.equal(tf.shape(source)[1], 1) | tf.reduce_all(
-            tf.equal(source[:, :1], END_ID), axis=1)
-        translation = tf.where(empty, "", translation)
+        translation = tf.where(self._empty(source), "", translation)
         source_tokens = tf.where(source == PAD_ID, "",
                                  self.source_tokenizer.id_to_piece(source))
         target_tokens = tf.where(tokens == PAD_ID, "", self.target_tokenizer.id_to_piece(tokens))
@@ -95,7 +98,9 @@ class TranslatorModule(tf.Module):
         nbest = result["nbest_tokens"][:count]  # [batch, beam, tgt_len]
         shape = tf.shape(nbest)
         flat = self.target_tokenizer.detokenize(tf.reshape(nbest, [-1, shape[2]]))
-        outputs["nbest_translations"] = tf.reshape(flat, shape[:2])
+        # Nothing to translate gives nothing, in the n-best list too.
+        empty = self._empty(source[:count])[:, None]
+        outputs["nbest_translations"] = tf.where(empty, "", tf.reshape(flat, shape[:2]))
         outputs["nbest_scores"] = result["nbest_scores"][:count]
         return outputs
 

@@ -31,8 +31,14 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1). Received: {self.dropout!r}")
+        for name in ("maxout", "tie_embeddings", "normalize_attention"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be True or False. Received: {value!r}")
+        # A string or None must give this message too, not a TypeError from the comparison.
+        if (not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool)
+                or not 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"`dropout` must be a number in [0, 1). Received: {self.dropout!r}")
 
 
 @keras.saving.register_keras_serializable(package="bahdanau_keras")

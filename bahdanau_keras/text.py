@@ -6,6 +6,7 @@ runs when training, when translating in Python and inside an exported SavedModel
 
 import hashlib
 import io
+import logging
 
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -22,7 +23,8 @@ def normalize(text):
        turns the narrow and no-break spaces before `? ! : ;` (U+202F, U+00A0) into spaces.
     3. Typographic apostrophes and quotes become ASCII ones (`’` -> `'`), so "t’aime" and
        "t'aime" are the same text.
-    4. Runs of white space (any Unicode space) become one space; both ends are stripped.
+    4. Runs of white space (any Unicode space, and U+2581, which SentencePiece reserves for
+       the word boundary) become one space; both ends are stripped.
     """
     text = tf.convert_to_tensor(text, tf.string)
     text = tf.strings.unicode_transcode(
@@ -31,7 +33,8 @@ def normalize(text):
     text = tf.strings.regex_replace(text, "[\u2018\u2019\u201a\u201b\u02bc\u0060\u00b4]", "'")
     text = tf.strings.regex_replace(text, "[\u201c\u201d\u201e\u201f]", '"')
     text = tf.strings.regex_replace(text, r"[\x{200b}-\x{200d}\x{2060}\x{feff}]", "")
-    text = tf.strings.regex_replace(text, r"[\s\p{Z}\p{Cc}]+", " ")
+    # U+2581 is SentencePiece's word boundary: it could never come back out of the tokenizer.
+    text = tf.strings.regex_replace(text, r"[\s\p{Z}\p{Cc}\x{2581}]+", " ")
     return tf.strings.strip(text)
 
 
@@ -57,6 +60,15 @@ def train_sentencepiece(sentences, vocab_size=8000, model_type="unigram"):
     sentences = [s for s in sentences if s]
     if not sentences:
         raise ValueError("Cannot learn a vocabulary from an empty list of sentences.")
+    # SentencePiece needs a piece for every character it saw (character_coverage=1.0), the
+    # 256 bytes of the fallback and the 4 special ids: a smaller size is raised to that.
+    characters = set().union(*map(set, sentences)) - {" "}
+    required = len(characters) + 1 + 256 + 4  # + 1: the word boundary "▁"
+    if vocab_size < required:
+        logging.getLogger("bahdanau_keras").warning(
+            "vocab_size %d is smaller than the %d pieces this text needs (its characters, the "
+            "256 byte pieces and 4 special ids): using %d", vocab_size, required, required)
+        vocab_size = required
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences),
@@ -119,13 +131,14 @@ class SubwordTokenizer(tf.Module):
 
     def detokenize(self, ids):
         """`[batch, len]` (dense or ragged) ids -> `[batch]` strings, cut at the end token."""
-        if not isinstance(ids, tf.RaggedTensor):
-            ids = tf.convert_to_tensor(ids)
-            # Keep everything before the first END_ID.
-            before_end = tf.math.cumsum(tf.cast(ids == END_ID, tf.int32), axis=-1) == 0
-            ids = tf.RaggedTensor.from_tensor(ids, lengths=tf.reduce_sum(
-                tf.cast(before_end, tf.int32), axis=-1))
-        ids = tf.ragged.boolean_mask(ids, (ids != PAD_ID) & (ids != START_ID) & (ids != END_ID))
+        if isinstance(ids, tf.RaggedTensor):
+            ids = ids.to_tensor(default_value=PAD_ID)  # PAD_ID is dropped below
+        ids = tf.cast(tf.convert_to_tensor(ids), tf.int32)
+        # Keep everything before the first END_ID.
+        before_end = tf.math.cumsum(tf.cast(ids == END_ID, tf.int32), axis=-1) == 0
+        ids = tf.RaggedTensor.from_tensor(ids, lengths=tf.reduce_sum(
+            tf.cast(before_end, tf.int32), axis=-1))
+        ids = tf.ragged.boolean_mask(ids, (ids != PAD_ID) & (ids != START_ID))
         return self.sentencepiece.detokenize(ids)
 
     def id_to_piece(self, ids):

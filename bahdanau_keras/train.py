@@ -12,6 +12,7 @@ A model directory holds everything a trained model needs:
 """
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -125,24 +126,55 @@ def _write_json(path, value):
     os.replace(partial, path)
 
 
+def _load_tokenizers(model_dir):
+    try:
+        return (SubwordTokenizer.load(os.path.join(model_dir, SOURCE_VOCAB)),
+                SubwordTokenizer.load(os.path.join(model_dir, TARGET_VOCAB)))
+    except (tf.errors.OpError, ValueError, RuntimeError, OSError) as error:
+        raise TrainingError(
+            f"{model_dir}: cannot read the vocabularies ({_first_line(error)})") from None
+
+
+def _latest_checkpoint(directory):
+    """`tf.train.latest_checkpoint`, with an unreadable `checkpoint` file as a TrainingError."""
+    try:
+        return tf.train.latest_checkpoint(directory)
+    except Exception as error:  # noqa: BLE001 - a text-format parse error, an OpError...
+        raise TrainingError(
+            f"{os.path.join(directory, 'checkpoint')}: corrupt checkpoint list "
+            f"({_first_line(error)})") from None
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _pairs_digest(pairs):
+    """A fingerprint of a corpus' pairs, to tell on --resume that it is the same corpus."""
+    digest = hashlib.sha1()
+    for source, target in pairs:
+        digest.update(f"{source}\t{target}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
 def load_trained(model_dir, which="best"):
     """Read a model directory: the weights of `best/` (or `checkpoints/` if there is none, or
     with `which="latest"`), the tokenizers and the configuration."""
     model_config, train_config, data = read_config(model_dir)
-    try:
-        source_tokenizer = SubwordTokenizer.load(os.path.join(model_dir, SOURCE_VOCAB))
-        target_tokenizer = SubwordTokenizer.load(os.path.join(model_dir, TARGET_VOCAB))
-    except (tf.errors.OpError, ValueError, RuntimeError) as error:
-        raise TrainingError(f"{model_dir}: cannot read the vocabularies ({error})") from None
+    source_tokenizer, target_tokenizer = _load_tokenizers(model_dir)
     translator = Translator.from_model_config(model_config)
     directories = ["best", "checkpoints"] if which == "best" else ["checkpoints"]
     for name in directories:
-        path = tf.train.latest_checkpoint(os.path.join(model_dir, name))
+        path = _latest_checkpoint(os.path.join(model_dir, name))
         if path:
             try:
-                tf.train.Checkpoint(model=translator).restore(path).expect_partial()
+                # Every weight must be found: a checkpoint of something else is not a model.
+                tf.train.Checkpoint(model=translator).restore(
+                    path).assert_existing_objects_matched().expect_partial()
             except (tf.errors.OpError, ValueError, AssertionError) as error:
-                raise TrainingError(f"{path}: corrupt checkpoint ({error})") from None
+                raise TrainingError(
+                    f"{path}: corrupt checkpoint ({_first_line(error)})") from None
             break
     else:
         raise TrainingError(f"{model_dir}: holds no trained weights (no checkpoint)")
@@ -242,8 +274,15 @@ def prepare(model_dir, corpus, model_config_overrides, train_config, resume=Fals
         train_config = dataclasses.replace(
             saved_train_config, epochs=train_config.epochs, max_steps=train_config.max_steps,
             time_limit=train_config.time_limit, patience=train_config.patience)
-        source_tokenizer = SubwordTokenizer.load(os.path.join(model_dir, SOURCE_VOCAB))
-        target_tokenizer = SubwordTokenizer.load(os.path.join(model_dir, TARGET_VOCAB))
+        source_tokenizer, target_tokenizer = _load_tokenizers(model_dir)
+        # The data position in the checkpoints indexes this corpus: another one cannot resume.
+        expected = data.get("pairs_sha1") or data.get("pairs")
+        found = _pairs_digest(corpus.pairs) if "pairs_sha1" in data else len(corpus.pairs)
+        if expected is not None and expected != found:
+            raise TrainingError(
+                f"{corpus.path}: not the corpus {model_dir} was trained on "
+                f"({data.get('path', 'unknown')}, {data.get('pairs', '?')} pairs; this one has "
+                f"{len(corpus.pairs)}); resume with the same --data and columns")
         splits = data_lib.split_pairs(corpus.pairs, train_config.dev_fraction,
                                       train_config.test_fraction)
         return splits, source_tokenizer, target_tokenizer, model_config, train_config
@@ -268,6 +307,7 @@ def prepare(model_dir, corpus, model_config_overrides, train_config, resume=Fals
         target_vocab_size=target_tokenizer.vocab_size, **model_config_overrides)
     data = {"path": corpus.origin or corpus.path, "source_column": train_config.source_column,
             "target_column": train_config.target_column, "pairs": len(corpus.pairs),
+            "pairs_sha1": _pairs_digest(corpus.pairs),
             **{f"{name}_pairs": len(pairs) for name, pairs in splits.items()}}
     write_config(model_dir, model_config, train_config, data)
     return splits, source_tokenizer, target_tokenizer, model_config, train_config
@@ -309,25 +349,56 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
     bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs")
     counters = dict(step=step_counter, epoch=epoch_counter, best_dev_loss=best_dev_loss,
                     bad_epochs=bad_epochs)
+    # Also in the checkpoints (absent from those of older versions, which still resume): the
+    # state of the dropout layers' random generators, so that a resumed run draws the masks an
+    # uninterrupted one would, and the number of batches done in the current epoch.
+    weight_ids = {id(v) for v in translator.weights}
+    rng_state = [v for v in translator.variables if id(v) not in weight_ids]
+    epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
+    epoch_totals = tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False,
+                               name="epoch_totals")  # loss sum and tokens of the epoch so far
     checkpoint_dir = os.path.join(model_dir, "checkpoints")
     first_epoch = 0
-    latest = tf.train.latest_checkpoint(checkpoint_dir) if resume else None
+    latest = _latest_checkpoint(checkpoint_dir) if resume else None
     if latest:
-        tf.train.Checkpoint(**counters).restore(latest).expect_partial()
+        try:
+            tf.train.Checkpoint(**counters).restore(latest).expect_partial()
+        except (tf.errors.OpError, ValueError, AssertionError) as error:
+            raise TrainingError(f"{latest}: corrupt checkpoint ({_first_line(error)})") from None
         first_epoch = int(epoch_counter.numpy())
     train_batches = data_lib.batches(
         train_source, train_target, train_config.batch_size, seed=train_config.seed,
         first_epoch=first_epoch, epochs=train_config.epochs)
     iterator = iter(train_batches)
-    checkpoint = tf.train.Checkpoint(model=translator, optimizer=optimizer, data=iterator,
-                                     **counters)
+    saved = dict(model=translator, optimizer=optimizer, data=iterator, **counters)
+    extras = dict(rng=rng_state, epoch_step=epoch_step, epoch_totals=epoch_totals)
+    checkpoint = tf.train.Checkpoint(**saved, **extras)
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
     best_manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(model=translator), os.path.join(model_dir, "best"), max_to_keep=1)
     history_path = os.path.join(model_dir, "history.json")
     history = []
+    in_epoch = 0  # batches of the current epoch done; None: unknown (an older checkpoint)
+    epoch_loss = epoch_tokens = 0.0
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
+        try:
+            tf.train.Checkpoint(**saved).restore(latest).assert_existing_objects_matched()
+            stored = tf.train.load_checkpoint(latest).get_variable_to_shape_map()
+            if any(name.startswith("epoch_step/") for name in stored):
+                tf.train.Checkpoint(**extras).restore(latest).assert_existing_objects_matched()
+                in_epoch = int(epoch_step.numpy())
+                in_epoch = None if in_epoch < 0 else in_epoch
+                epoch_loss, epoch_tokens = (float(x) for x in epoch_totals.numpy())
+            else:
+                in_epoch = None
+                if rng_state and model_config.dropout:
+                    logger.warning(
+                        "%s holds no dropout random state (an older version wrote it): the "
+                        "resumed run goes on with other dropout masks", latest)
+        except (tf.errors.OpError, ValueError, AssertionError) as error:
+            raise TrainingError(
+                f"{latest}: cannot resume from this checkpoint ({_first_line(error)}); was it "
+                "written with the same corpus and options?") from None
         if os.path.exists(history_path):
             with open(history_path, encoding="utf-8") as f:
                 history = [r for r in json.load(f) if r["step"] <= int(step_counter.numpy())]
@@ -361,8 +432,23 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
             best_manager.save(checkpoint_number=int(step_counter.numpy()))
         return loss, improved
 
-    def end_epoch(epoch, epoch_loss, epoch_tokens, epoch_seconds):
-        nonlocal stop_reason
+    saved_at = [int(step_counter.numpy())]  # the step of the latest checkpoint
+
+    def save_checkpoint():
+        """Save the latest checkpoint, never one of weights a non-finite loss has spoilt."""
+        step = int(step_counter.numpy())
+        if not all(bool(tf.reduce_all(tf.math.is_finite(v)))
+                   for v in translator.trainable_variables):
+            raise TrainingError(
+                f"the weights became non-finite at step {step}; stopped. The last good "
+                f"checkpoint is in {checkpoint_dir} (try a lower --learning-rate, then --resume)")
+        epoch_step.assign(-1 if in_epoch is None else in_epoch)
+        epoch_totals.assign([epoch_loss, epoch_tokens])
+        manager.save(checkpoint_number=step)
+        saved_at[0] = step
+
+    def end_epoch(epoch, epoch_seconds):
+        nonlocal stop_reason, in_epoch, epoch_loss, epoch_tokens
         loss, improved = keep_if_best()
         record = {"epoch": epoch + 1, "step": int(step_counter.numpy()),
                   "train_loss": epoch_loss / max(epoch_tokens, 1), "dev_loss": loss,
@@ -376,67 +462,84 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
             bad_epochs.assign_add(1)
             if train_config.patience and bad_epochs.numpy() >= train_config.patience:
                 stop_reason = f"dev loss has not improved for {train_config.patience} epochs"
-        manager.save(checkpoint_number=int(step_counter.numpy()))
+        in_epoch, epoch_loss, epoch_tokens = 0, 0.0, 0.0
+        save_checkpoint()
         _write_json(history_path, history)
         if verbose:
             print(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, "
                   f"dev loss {loss:.4f}, {record['tokens_per_s']:.0f} target tokens/s",
                   flush=True)
 
-    current_epoch = first_epoch
-    epoch_loss = epoch_tokens = 0.0
-    epoch_started = time.perf_counter()
-    progress = keras.utils.Progbar(batches_per_epoch, verbose=verbose,
+    def new_progress_bar():
+        return keras.utils.Progbar(batches_per_epoch, verbose=verbose,
                                    stateful_metrics=["loss", "tokens/s"])
-    for epoch, source, target in iterator:
-        epoch = int(epoch)
-        if epoch != current_epoch:
-            end_epoch(current_epoch, epoch_loss, epoch_tokens,
-                      time.perf_counter() - epoch_started)
+
+    # An epoch ends after its last batch, before the next one is taken from the iterator: the
+    # checkpoint written then holds the data position of the epoch's end, not one batch on.
+    current_epoch = first_epoch
+    epoch_started = time.perf_counter()
+    progress = new_progress_bar()
+    try:
+        for epoch, source, target in iterator:
+            epoch = int(epoch)
+            if epoch != current_epoch:
+                # Only when the batches done in the epoch are unknown (an older checkpoint).
+                end_epoch(current_epoch, time.perf_counter() - epoch_started)
+                if stop_reason:
+                    break
+                current_epoch, in_epoch = epoch, 0
+                epoch_started = time.perf_counter()
+                progress = new_progress_bar()
+            loss_sum, count = train_step(source, target)
+            loss_sum, count = float(loss_sum), int(count)
+            if not math.isfinite(loss_sum):
+                raise TrainingError(
+                    f"the loss became {loss_sum} at step {int(step_counter.numpy()) + 1}; "
+                    f"stopped. The last good checkpoint is in {checkpoint_dir} (try a lower "
+                    "--learning-rate, then --resume)")
+            step = int(step_counter.assign_add(1).numpy())
+            in_epoch = None if in_epoch is None else in_epoch + 1
+            epoch_loss += loss_sum
+            epoch_tokens += count
+            elapsed = time.perf_counter() - epoch_started
+            if verbose == 1:
+                progress.update(min(progress._seen_so_far + 1, batches_per_epoch), [
+                    ("loss", loss_sum / max(count, 1)),
+                    ("tokens/s", epoch_tokens / max(elapsed, 1e-9))])
+            elif verbose and step % 100 == 0:  # a log file: one line every 100 steps
+                print(f"step {step} (epoch {epoch + 1}): loss {epoch_loss / epoch_tokens:.4f}, "
+                      f"{epoch_tokens / max(elapsed, 1e-9):.0f} target tokens/s", flush=True)
+            if step % 50 == 0:
+                with writer.as_default(step=step):
+                    tf.summary.scalar("train/loss", loss_sum / max(count, 1))
+                    tf.summary.scalar("train/tokens_per_s", epoch_tokens / max(elapsed, 1e-9))
+            epoch_ended = in_epoch == batches_per_epoch
+            if epoch_ended:
+                end_epoch(current_epoch, time.perf_counter() - epoch_started)
+                current_epoch += 1
+                epoch_started = time.perf_counter()
+                progress = new_progress_bar()
+            elif step % train_config.checkpoint_every == 0:
+                save_checkpoint()
+            if not stop_reason:
+                if train_config.max_steps and step >= train_config.max_steps:
+                    stop_reason = f"reached --max-steps {train_config.max_steps}"
+                elif (train_config.time_limit
+                      and time.perf_counter() - started > 60 * train_config.time_limit):
+                    stop_reason = f"reached --time-limit {train_config.time_limit} minutes"
+                if stop_reason and not epoch_ended:
+                    if saved_at[0] != step:
+                        save_checkpoint()
+                    loss, _ = keep_if_best()
+                    if verbose:
+                        print(f"\nstep {step}: dev loss {loss:.4f}", flush=True)
             if stop_reason:
                 break
-            current_epoch, epoch_loss, epoch_tokens = epoch, 0.0, 0.0
-            epoch_started = time.perf_counter()
-            progress = keras.utils.Progbar(batches_per_epoch, verbose=verbose,
-                                           stateful_metrics=["loss", "tokens/s"])
-        loss_sum, count = train_step(source, target)
-        loss_sum, count = float(loss_sum), int(count)
-        if not math.isfinite(loss_sum):
-            raise TrainingError(
-                f"the loss became {loss_sum} at step {int(step_counter.numpy()) + 1}; "
-                f"stopped. The last good checkpoint is in {checkpoint_dir} (try a lower "
-                "--learning-rate, then --resume)")
-        step = int(step_counter.assign_add(1).numpy())
-        epoch_loss += loss_sum
-        epoch_tokens += count
-        elapsed = time.perf_counter() - epoch_started
-        if verbose == 1:
-            progress.update(min(progress._seen_so_far + 1, batches_per_epoch), [
-                ("loss", loss_sum / max(count, 1)),
-                ("tokens/s", epoch_tokens / max(elapsed, 1e-9))])
-        elif verbose and step % 100 == 0:  # a log file: one line every 100 steps
-            print(f"step {step} (epoch {epoch + 1}): loss {epoch_loss / epoch_tokens:.4f}, "
-                  f"{epoch_tokens / max(elapsed, 1e-9):.0f} target tokens/s", flush=True)
-        if step % 50 == 0:
-            with writer.as_default(step=step):
-                tf.summary.scalar("train/loss", loss_sum / max(count, 1))
-                tf.summary.scalar("train/tokens_per_s", epoch_tokens / max(elapsed, 1e-9))
-        if step % train_config.checkpoint_every == 0:
-            manager.save(checkpoint_number=step)
-        if train_config.max_steps and step >= train_config.max_steps:
-            stop_reason = f"reached --max-steps {train_config.max_steps}"
-        elif train_config.time_limit and time.perf_counter() - started > 60 * train_config.time_limit:
-            stop_reason = f"reached --time-limit {train_config.time_limit} minutes"
-        if stop_reason:
-            manager.save(checkpoint_number=step)
-            loss, _ = keep_if_best()
-            if verbose:
-                print(f"\nstep {step}: dev loss {loss:.4f}", flush=True)
-            break
-    else:
-        if epoch_tokens:
-            end_epoch(current_epoch, epoch_loss, epoch_tokens,
-                      time.perf_counter() - epoch_started)
+        else:
+            if epoch_tokens:
+                end_epoch(current_epoch, time.perf_counter() - epoch_started)
+    finally:
+        writer.flush()
     if not best_manager.latest_checkpoint:
         best_manager.save(checkpoint_number=int(step_counter.numpy()))
     writer.flush()

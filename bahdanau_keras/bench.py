@@ -1,0 +1,471 @@
+"""Training and decoding throughput, measured on the peers' token-id files.
+
+The input is an `.npz` written by `../shared/peers/make_ids.py`: int32 `src` `[N, Ts]` and
+`tgt` `[N, Tt]`, 0-padded, `START ... END` (ids 1 and 2). The project's benchmark and the
+peers read the same file, so their `target_tokens_per_s` count the same tokens: the real
+(non-pad) target tokens after the start token, trained per second, after warm-up steps.
+
+    python -m bahdanau_keras.bench train --ids fra30k.npz --units 512 --embedding-dim 256 \\
+        --batch-size 64 --steps 200
+    python -m bahdanau_keras.bench decode --ids fra30k.npz --batch-size 64 --beam 4
+    python -m bahdanau_keras.bench compare --ids fra30k.npz fraall.npz \\
+        --torch-python /path/to/venv-with-torch/bin/python
+
+`train` runs the project's real training step (`train.make_train_step`, the code path of
+`bahdanau-keras train`) on the project's own length-bucketed batches (`data.batches`). It
+prints the peak memory, the model FLOPs per second (counted analytically, see `step_flops`),
+the rate of a large fp32 matrix product measured in the same process, and last
+`target_tokens_per_s X`.
+
+FLOPs of one training step (one multiply-add = 2 FLOPs; forward + backward = 3 × forward):
+
+    with E = embedding_dim, H = encoder units per direction, C = 2H (annotation size),
+    D = decoder units, A = attention units, R = readout size (= E), P = 2 if maxout else 1,
+    V = target vocabulary, and, per sentence, S = real source tokens, T = real target tokens
+    after the start token (the decoder steps that are trained):
+
+    forward = Σ_sentences [ 2 · 2·3H·(E + H) · S      encoder GRU, both directions
+                          + 2·H·D                      s_0 = tanh(W_s ←h_1)
+                          + 2·C·A · S                  keys U_a h_j
+                          + T · ( 2·D·A                W_a s_{i-1}
+                                + 2·S·(A + C)          v_a^T tanh(...) and Σ_j α_ij h_j
+                                + 2·3D·(E + C + D)     decoder GRU: inputs, context, state
+                                + 2·P·R·(D + E + C)    deep output t̃_i
+                                + 2·R·V ) ]            vocabulary projection W_o t_i
+    step    = 3 · forward
+
+This counts the work the model needs ("model FLOPs", real tokens only); the `executed`
+figure counts the same formula on the padded batch shapes the step actually computes
+(the encoder and the decoder loop also run over padding; the deep output and the
+vocabulary projection do not, they run on the real tokens only).
+"""
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_PEERS = os.path.join(os.path.dirname(REPO), "shared", "peers")
+RESULT_LINE = re.compile(r"^target_tokens_per_s\s+([0-9.eE+-]+)\s*$", re.MULTILINE)
+
+
+# -- counting ---------------------------------------------------------------------------------
+
+
+def read_ids(path):
+    """The `src` and `tgt` arrays of a token-id `.npz`, checked."""
+    with np.load(path) as ids:
+        if "src" not in ids or "tgt" not in ids:
+            raise ValueError(f"{path}: expected arrays `src` and `tgt`. Received: {list(ids)}")
+        source, target = np.asarray(ids["src"], np.int32), np.asarray(ids["tgt"], np.int32)
+    if source.ndim != 2 or target.ndim != 2 or len(source) != len(target) or not len(source):
+        raise ValueError(f"{path}: `src` and `tgt` must be [N, len] with the same N > 0. "
+                         f"Received: {source.shape}, {target.shape}")
+    return source, target
+
+
+def model_config_for(source, target, units=512, embedding_dim=256, **overrides):
+    """The `ModelConfig` of the benchmark: encoder units = units / 2 per direction, attention
+    units = units, vocabulary sizes = the largest id + 1."""
+    from bahdanau_keras.model import ModelConfig
+
+    return ModelConfig(
+        source_vocab_size=int(source.max()) + 1, target_vocab_size=int(target.max()) + 1,
+        embedding_dim=embedding_dim, encoder_units=max(units // 2, 1), decoder_units=units,
+        attention_units=units, **overrides)
+
+
+def forward_flops(config, source_lengths, target_lengths):
+    """Forward FLOPs of a batch, from `ModelConfig` sizes and per-sentence lengths.
+
+    `source_lengths[k]` is the number of source tokens the encoder reads for sentence `k`,
+    `target_lengths[k]` the number of decoder steps (target tokens after the start token).
+    Both are arrays (or scalars) that broadcast; the module docstring gives the formula.
+    """
+    E, H, D = config.embedding_dim, config.encoder_units, config.decoder_units
+    A, V, C, R = config.attention_units, config.target_vocab_size, 2 * config.encoder_units, \
+        config.embedding_dim
+    P = 2 if config.maxout else 1
+    S = np.asarray(source_lengths, np.float64)
+    T = np.asarray(target_lengths, np.float64)
+    encoder = 2 * 2 * 3 * H * (E + H) * S + 2 * H * D + 2 * C * A * S
+    per_target_token = (2 * D * A + 2 * S * (A + C) + 2 * 3 * D * (E + C + D)
+                        + 2 * P * R * (D + E + C) + 2 * R * V)
+    return float(np.sum(encoder + T * per_target_token))
+
+
+def step_flops(config, source, target):
+    """`(model, executed)` FLOPs of one training step on padded int batches `[batch, len]`.
+
+    `model` counts real tokens only; `executed` counts the padded shapes the step computes
+    (the encoder over `src_len`, the decoder loop over `tgt_len - 1`, attention over
+    `src_len`), with the deep output and vocabulary projection on real tokens, as the step
+    runs them.
+    """
+    source, target = np.asarray(source), np.asarray(target)
+    source_lengths = np.count_nonzero(source, axis=1)
+    target_lengths = np.count_nonzero(target[:, 1:], axis=1)
+    model = 3 * forward_flops(config, source_lengths, target_lengths)
+    batch, src_len = source.shape
+    steps = target.shape[1] - 1
+    # Padded encoder and loop, plus the output layers on the real tokens only.
+    E, D, C = config.embedding_dim, config.decoder_units, 2 * config.encoder_units
+    P = 2 if config.maxout else 1
+    output_layers = 2 * P * E * (D + E + C) + 2 * E * config.target_vocab_size
+    padded = forward_flops(config, np.full(batch, src_len), np.full(batch, steps))
+    executed = 3 * (padded - steps * batch * output_layers
+                    + target_lengths.sum() * output_layers)
+    return model, executed
+
+
+def matmul_rate(size=2048, repeats=10):
+    """FLOP/s of an fp32 `[size, size] x [size, size]` product, best of `repeats`."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal([size, size], seed=[1, 2])
+    b = tf.random.stateless_normal([size, size], seed=[3, 4])
+
+    @tf.function
+    def product(x, y):
+        return tf.reduce_sum(tf.matmul(x, y))
+
+    product(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        product(a, b).numpy()
+        best = min(best, time.perf_counter() - started)
+    return 2.0 * size**3 / best
+
+
+def peak_rss_mb():
+    """The process's resident-set high-water mark in MiB (Linux `ru_maxrss` is in KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def make_strategy(name):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"`strategy` must be one of {{'default', 'mirrored'}}. Received: {name!r}")
+
+
+# -- train ------------------------------------------------------------------------------------
+
+
+def bench_train(args, out=print):
+    """Time the project's training step on the `.npz`; returns a dict of the figures."""
+    import keras
+    import tensorflow as tf
+
+    from bahdanau_keras import data, train
+    from bahdanau_keras.model import Translator
+
+    source_ids, target_ids = read_ids(args.ids)
+    config = model_config_for(source_ids, target_ids, args.units, args.embedding_dim,
+                              dropout=args.dropout)
+    train_config = train.TrainConfig(
+        batch_size=args.batch_size, label_smoothing=args.label_smoothing, seed=args.seed,
+        mixed_precision=args.mixed_precision, jit_compile=args.jit_compile)
+    keras.utils.set_random_seed(args.seed)
+    if args.mixed_precision:
+        keras.mixed_precision.set_dtype_policy(
+            "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16")
+    strategy = make_strategy(args.strategy)
+    with strategy.scope():
+        translator = Translator.from_model_config(config)
+        optimizer = train.make_optimizer(train_config)
+        optimizer.build(translator.trainable_variables)
+    step = train.make_train_step(translator, optimizer, train_config.label_smoothing,
+                                 strategy, train_config.jit_compile)
+    source, target = data.load_ids(args.ids)
+    batches = data.batches(source, target, args.batch_size, seed=args.seed, epochs=1 << 30)
+    out(f"ids {args.ids}: {len(source_ids)} pairs, src {source_ids.shape}, "
+        f"tgt {target_ids.shape}; vocab {config.source_vocab_size}/{config.target_vocab_size}")
+    out(f"model: units {config.decoder_units} (encoder 2x{config.encoder_units}, attention "
+        f"{config.attention_units}), embedding {config.embedding_dim}, "
+        f"{translator.count_params():,} parameters; batch {args.batch_size}; "
+        f"strategy {args.strategy} ({strategy.num_replicas_in_sync} replicas); "
+        f"mixed precision {args.mixed_precision}; jit {args.jit_compile}")
+
+    tokens = sentences = 0
+    model_flops = executed_flops = loss_total = 0.0
+    started = None
+    for index, (_, source_batch, target_batch) in enumerate(batches):
+        if index == args.warmup:
+            started = time.perf_counter()
+        if index == args.warmup + args.steps:
+            break
+        loss_sum, count = step(source_batch, target_batch)
+        loss_sum, count = float(loss_sum), int(count)  # as in `train.train`, every step
+        if index >= args.warmup:
+            tokens += count
+            sentences += int(source_batch.shape[0])
+            loss_total += loss_sum
+            model, executed = step_flops(config, source_batch.numpy(), target_batch.numpy())
+            model_flops += model
+            executed_flops += executed
+    seconds = time.perf_counter() - started
+    matmul = matmul_rate(args.matmul_size)
+    result = {
+        "seconds": seconds, "steps": args.steps, "sentences": sentences, "tokens": tokens,
+        "loss": loss_total / max(tokens, 1), "peak_rss_mb": peak_rss_mb(),
+        "model_flops_per_s": model_flops / seconds,
+        "executed_flops_per_s": executed_flops / seconds,
+        "matmul_flops_per_s": matmul, "target_tokens_per_s": tokens / seconds,
+    }
+    out(f"loss {result['loss']:.3f} steps {args.steps} warmup {args.warmup} seconds "
+        f"{seconds:.2f} sentences {sentences} target_tokens {tokens}")
+    out(f"sentences_per_s {sentences / seconds:.1f}")
+    out(f"peak_rss_mb {result['peak_rss_mb']:.0f}")
+    out(f"model_gflop_per_s {model_flops / seconds / 1e9:.2f} "
+        f"(executed, with padding: {executed_flops / seconds / 1e9:.2f})")
+    out(f"matmul_{args.matmul_size}_gflop_per_s {matmul / 1e9:.2f}")
+    out(f"model_flops_vs_matmul {model_flops / seconds / matmul:.3f}")
+    out(f"target_tokens_per_s {result['target_tokens_per_s']:.1f}")
+    return result
+
+
+# -- decode -----------------------------------------------------------------------------------
+
+
+def _pad_rows(rows):
+    width = max(len(r) for r in rows)
+    out = np.zeros((len(rows), width), np.int32)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def decode_batches(args):
+    """`(translator, [int32 [batch, src_len]], note)` for `bench decode`."""
+    from bahdanau_keras.model import Translator
+
+    rng = np.random.default_rng(args.seed)
+    if args.model_dir:
+        import tensorflow as tf
+
+        from bahdanau_keras import evaluate
+        from bahdanau_keras.text import END_ID
+        from bahdanau_keras.train import load_trained
+
+        trained = load_trained(args.model_dir)
+        corpus = args.data or trained.data.get("path")
+        if not corpus:
+            raise ValueError("--model-dir needs --data: the model does not name its corpus")
+        sources, _ = evaluate.test_split(corpus, trained.train_config, "test")
+        picked = rng.permutation(len(sources))[: args.sentences]
+        pieces = trained.source_tokenizer.tokenize(tf.constant([sources[i] for i in picked]))
+        rows = [list(r) + [END_ID] for r in pieces.numpy()]
+        translator, note = trained.translator, f"{args.model_dir}, test split of {corpus}"
+    else:
+        source_ids, target_ids = read_ids(args.ids)
+        config = model_config_for(source_ids, target_ids, args.units, args.embedding_dim)
+        translator = Translator.from_model_config(config)
+        picked = rng.permutation(len(source_ids))[: args.sentences]
+        # The peers' source rows read `START x_1 .. x_n END`; they are fed as they are.
+        rows = [r[r != 0] for r in source_ids[picked]]
+        note = (f"{args.ids}, untrained weights (no sentence ends early: every one runs to "
+                "the length limit 2 * source length + 10)")
+    rows.sort(key=len)  # batch sentences of similar length, as a server would
+    batches = [_pad_rows(rows[i:i + args.batch_size])
+               for i in range(0, len(rows), args.batch_size)]
+    return translator, batches, note
+
+
+def bench_decode(args, out=print):
+    """Sentences per second of greedy and beam-search decoding at `--batch-size`."""
+    import tensorflow as tf
+
+    from bahdanau_keras.decode import beam_search_decode, greedy_decode
+
+    translator, batches, note = decode_batches(args)
+    spec = tf.TensorSpec([None, None], tf.int32)
+    greedy = tf.function(lambda s: greedy_decode(translator, s)["tokens"],
+                         input_signature=[spec])
+    beam = tf.function(lambda s: beam_search_decode(translator, s, args.beam)["tokens"],
+                       input_signature=[spec])
+    out(f"decode: {note}; {sum(len(b) for b in batches)} sentences in batches of "
+        f"{args.batch_size}")
+    result = {}
+    searches = [("greedy", greedy)] + ([(f"beam{args.beam}", beam)] if args.beam > 1 else [])
+    for name, search in searches:
+        search(batches[0]).numpy()  # trace and warm up
+        started = time.perf_counter()
+        count = 0
+        for batch in batches:
+            count += int(search(batch).shape[0])
+        seconds = time.perf_counter() - started
+        result[name] = count / seconds
+        out(f"{name}_sentences_per_s {count / seconds:.1f}")
+    out(f"peak_rss_mb {peak_rss_mb():.0f}")
+    return result
+
+
+# -- compare ----------------------------------------------------------------------------------
+
+
+def run_measurement(command, out=print, env=None):
+    """Run one benchmark command; returns its `target_tokens_per_s` (None if it failed)."""
+    out("$ " + " ".join(command))
+    process = subprocess.run(command, capture_output=True, text=True, env=env)
+    for line in process.stdout.strip().splitlines():
+        out("    " + line)
+    found = RESULT_LINE.findall(process.stdout)
+    if process.returncode or not found:
+        tail = process.stderr.strip().splitlines()[-5:]
+        out(f"    failed (exit {process.returncode}): " + " | ".join(tail))
+        return None
+    return float(found[-1])
+
+
+def torch_available(python):
+    if not python or not shutil.which(python) and not os.path.exists(python):
+        return False
+    probe = subprocess.run([python, "-c", "import torch, numpy"], capture_output=True)
+    return probe.returncode == 0
+
+
+def compare(args, out=print):
+    """The project's bench and the peers, one after the other, on each `.npz`; a table."""
+    peers = args.peers_dir
+    sizes = ["--units", str(args.units), "--emb", str(args.embedding_dim),
+             "--batch", str(args.batch_size), "--steps", str(args.peer_steps),
+             "--warmup", str(args.warmup)]
+    use_torch = torch_available(args.torch_python)
+    if args.torch_python and not use_torch:
+        out(f"torch is not importable by {args.torch_python}: the PyTorch peer is skipped")
+    rows = []
+    for ids in args.ids:
+        project_command = [
+            args.python, "-m", "bahdanau_keras.bench", "train", "--ids", ids,
+            "--units", str(args.units), "--embedding-dim", str(args.embedding_dim),
+            "--batch-size", str(args.batch_size), "--steps", str(args.steps),
+            "--warmup", str(args.warmup)]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
+        project = run_measurement(project_command, out, env=env)
+        measured = [("bahdanau_keras", project)]
+        measured.append(("tf_tutorial_classic", run_measurement(
+            [args.python, os.path.join(peers, "tf_tutorial_classic.py"), ids] + sizes, out)))
+        if use_torch:
+            measured.append(("torch_tutorial", run_measurement(
+                [args.torch_python, os.path.join(peers, "torch_tutorial.py"), ids] + sizes,
+                out)))
+        for name, rate in measured:
+            rows.append((os.path.basename(ids), name, rate,
+                         project / rate if project and rate else None))
+    out("")
+    out(f"{'ids':<16} {'implementation':<22} {'target tokens/s':>16} {'bahdanau_keras ×':>17}")
+    for ids, name, rate, ratio in rows:
+        rate_text = f"{rate:,.1f}" if rate else "failed"
+        ratio_text = f"{ratio:.2f}" if ratio else "-"
+        out(f"{ids:<16} {name:<22} {rate_text:>16} {ratio_text:>17}")
+    return rows
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+    return value
+
+
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, received {text!r}")
+    return value
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m bahdanau_keras.bench",
+        description="Training and decoding throughput on token-id .npz files "
+                    "(../shared/peers/make_ids.py), side by side with the peers.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def sizes(command, steps):
+        command.add_argument("--units", type=positive_int, default=512,
+                             help="decoder units (encoder: half per direction; attention: same)")
+        command.add_argument("--embedding-dim", type=positive_int, default=256)
+        command.add_argument("--batch-size", type=positive_int, default=64)
+        command.add_argument("--seed", type=int, default=0)
+        if steps:
+            command.add_argument("--steps", type=positive_int, default=100,
+                                 help="timed training steps")
+            command.add_argument("--warmup", type=non_negative_int, default=3,
+                                 help="untimed steps first (tracing, warm-up)")
+
+    train = commands.add_parser("train", help="training throughput of the project's step")
+    train.add_argument("--ids", required=True, help="token-id .npz from make_ids.py")
+    sizes(train, steps=True)
+    train.add_argument("--dropout", type=float, default=0.0)
+    train.add_argument("--label-smoothing", type=float, default=0.0)
+    train.add_argument("--mixed-precision", action="store_true",
+                       help="float16 on GPU, bfloat16 elsewhere")
+    train.add_argument("--jit-compile", action="store_true", help="XLA-compile the step")
+    train.add_argument("--strategy", choices=["default", "mirrored"], default="default",
+                       help="mirrored: tf.distribute.MirroredStrategy over the visible GPUs")
+    train.add_argument("--matmul-size", type=positive_int, default=2048,
+                       help="size of the reference fp32 matrix product")
+
+    decode = commands.add_parser("decode", help="greedy and beam-search sentences per second")
+    source = decode.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ids", help="token-id .npz (an untrained model of the given sizes)")
+    source.add_argument("--model-dir", help="a trained model directory (its test split)")
+    decode.add_argument("--data", default=None,
+                        help="with --model-dir: the corpus (default: the model's own)")
+    sizes(decode, steps=False)
+    decode.add_argument("--beam", type=positive_int, default=4, help="beam width (1: greedy only)")
+    decode.add_argument("--sentences", type=positive_int, default=640,
+                        help="sentences decoded by each search")
+
+    comparison = commands.add_parser(
+        "compare", help="the project and the peers on the same .npz files, in one run")
+    comparison.add_argument("--ids", required=True, nargs="+", help="token-id .npz files")
+    sizes(comparison, steps=True)
+    comparison.add_argument("--peer-steps", type=positive_int, default=30,
+                            help="timed steps of each peer (they are much slower)")
+    comparison.add_argument("--peers-dir", default=DEFAULT_PEERS,
+                            help="folder of tf_tutorial_classic.py and torch_tutorial.py")
+    comparison.add_argument("--python", default=sys.executable,
+                            help="interpreter with TensorFlow for the project and the TF peer")
+    comparison.add_argument("--torch-python", default=None,
+                            help="interpreter with torch for the PyTorch peer (skipped if "
+                                 "not given or torch is not importable)")
+    return parser
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            bench_train(args)
+        elif args.command == "decode":
+            bench_decode(args)
+        else:
+            compare(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
