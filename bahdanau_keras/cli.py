@@ -79,7 +79,9 @@ def build_parser():
                             "the model's)")
     train.add_argument("--skip-bad-lines", action="store_true",
                        help="skip malformed corpus lines (counted) instead of stopping")
-    train.add_argument("--epochs", type=positive_int, default=None)
+    train.add_argument("--epochs", type=positive_int, default=None,
+                       help="passes over the training split (default 30 on the sample corpus, "
+                            "10 otherwise; with --resume, the model's)")
     train.add_argument("--batch-size", type=positive_int, default=64)
     train.add_argument("--units", type=positive_int, default=None,
                        help="decoder state size (encoder: half per direction; attention: same)")
@@ -89,15 +91,22 @@ def build_parser():
     train.add_argument("--dropout", type=fraction, default=None)
     train.add_argument("--learning-rate", type=non_negative_float, default=1e-3)
     train.add_argument("--label-smoothing", type=fraction, default=0.0)
-    train.add_argument("--patience", type=non_negative_int, default=3)
+    train.add_argument("--patience", type=non_negative_int, default=None,
+                       help="epochs without a better dev loss before stopping; 0: never "
+                            "(default 3; with --resume, the model's)")
     train.add_argument("--max-steps", type=non_negative_int, default=0)
     train.add_argument("--time-limit", type=non_negative_float, default=0.0,
                        help="stop after this many minutes (a checkpoint is kept)")
-    train.add_argument("--checkpoint-every", type=positive_int, default=500)
+    train.add_argument("--checkpoint-every", type=positive_int, default=None,
+                       help="steps between checkpoints (default 500; with --resume, the "
+                            "model's)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--mixed-precision", action="store_true",
                        help="float16 on GPU, bfloat16 elsewhere")
     train.add_argument("--jit-compile", action="store_true", help="XLA-compile the step")
+    train.add_argument("--strategy", choices=["default", "mirrored"], default="default",
+                       help="mirrored: tf.distribute.MirroredStrategy, one replica per visible "
+                            "GPU (docs/benchmarks.md)")
     train.add_argument("--quiet", action="store_true")
 
     translate = commands.add_parser("translate", help="translate sentences")
@@ -148,20 +157,41 @@ def build_parser():
     return parser
 
 
+def _trained_on_path(saved, model_dir):
+    """The corpus a model directory names in its configuration, to resume on; None for the
+    built-in sample corpus."""
+    from bahdanau_keras import data
+
+    if data.is_url(saved):
+        return saved
+    if os.path.basename(saved) == os.path.basename(data.SAMPLE_CORPUS):
+        return None  # wherever the package is installed now
+    # Older versions wrote the zip member too ("fra-eng.zip:fra.txt").
+    for path in (saved, saved.rsplit(":", 1)[0] if ":" in os.path.basename(saved) else None):
+        if path and os.path.exists(path):
+            return path
+    raise UsageError(f"bahdanau-keras train: {model_dir} was trained on {saved}, which is not "
+                     "there: give the corpus with --data")
+
+
 def command_train(args):
     from bahdanau_keras import data, train
 
     data_path, source_column, target_column = args.data, args.source_column, args.target_column
+    saved = None  # the training options of the model to resume
+    if not args.resume and os.path.exists(os.path.join(args.model_dir, train.CONFIG_FILE)):
+        # Said before reading a corpus that may be large; `train` checks it again.
+        raise train.TrainingError(
+            f"{args.model_dir}: already holds a model; use --resume to continue it, "
+            "or choose another --model-dir")
     if args.resume and os.path.isdir(args.model_dir):
         # Resume on the model's own corpus and columns unless told otherwise.
         try:
-            _, _, trained_on = train.read_config(args.model_dir)
+            _, saved, trained_on = train.read_config(args.model_dir)
         except train.TrainingError:
-            trained_on = {}  # `train` reports what is wrong with the directory
+            saved, trained_on = None, {}  # `train` reports what is wrong with the directory
         if data_path is None and trained_on.get("path"):
-            data_path = trained_on["path"]
-            if os.path.abspath(data_path) == os.path.abspath(data.SAMPLE_CORPUS):
-                data_path = None
+            data_path = _trained_on_path(trained_on["path"], args.model_dir)
         if source_column is None:
             source_column = trained_on.get("source_column")
         if target_column is None:
@@ -178,19 +208,29 @@ def command_train(args):
         encoder_units=max(units // 2, 1), decoder_units=units, attention_units=units)
     if args.dropout is not None:
         model["dropout"] = args.dropout
+    # On --resume, what is not given stays as the model had it (a run's own limits, --max-steps
+    # and --time-limit, excepted).
+    epochs = args.epochs or (saved.epochs if saved else (30 if sample else 10))
+    patience = args.patience if args.patience is not None else (saved.patience if saved else 3)
+    checkpoint_every = args.checkpoint_every or (saved.checkpoint_every if saved else 500)
     train_config = train.TrainConfig(
-        epochs=args.epochs or (30 if sample else 10), batch_size=args.batch_size,
+        epochs=epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, label_smoothing=args.label_smoothing,
-        patience=args.patience, seed=args.seed,
+        patience=patience, seed=args.seed,
         vocab_size=args.vocab_size or (1000 if sample else 8000),
-        checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
+        checkpoint_every=checkpoint_every, max_steps=args.max_steps,
         time_limit=args.time_limit, mixed_precision=args.mixed_precision,
         jit_compile=args.jit_compile, source_column=source_column,
         target_column=target_column)
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     print(f"Training on {corpus.path}: {len(corpus.pairs):,} pairs", flush=True)
+    strategy = None
+    if args.strategy == "mirrored":
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
     train.train(args.model_dir, corpus, model, train_config, resume=args.resume,
-                verbose=verbose)
+                strategy=strategy, verbose=verbose)
     if sample and not args.quiet:
         from bahdanau_keras.translate import Translation
 
@@ -278,8 +318,40 @@ COMMANDS = {"train": command_train, "translate": command_translate,
             "evaluate": command_evaluate, "export": command_export}
 
 
-def main(argv=None):
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the `sys.stderr` of the moment (which tests and callers may replace)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _setup_logging():
+    """Warnings go to stderr as one line each: the package's (skipped corpus lines, a resumed
+    run...) through a handler of its own, once, whatever the logging set-up of the process."""
+    root = logging.getLogger()
+    fresh = not root.handlers
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if fresh:  # the root handler just made leaves the package's records to the package's
+        for handler in root.handlers:
+            handler.addFilter(lambda record: not record.name.startswith("bahdanau_keras"))
+    logger = logging.getLogger("bahdanau_keras")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setLevel(logging.WARNING)
+        logger.addHandler(handler)
+
+
+def main(argv=None):
+    _setup_logging()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = build_parser().parse_args(argv)

@@ -1,4 +1,9 @@
-"""Attention heatmaps and training curves with matplotlib."""
+"""Attention heatmaps and training curves with matplotlib.
+
+With `path` (and no `ax`) a figure is drawn without pyplot and written to the file: nothing
+global changes (no backend switch, no open figure), so it works on a machine with no display
+and does not disturb a notebook. Without `path` the figure comes from pyplot, for `plt.show()`.
+"""
 
 import numpy as np
 
@@ -8,40 +13,46 @@ def _pieces(tokens):
     return [t.replace("\u2581", " ").strip() or "\u2423" for t in tokens]
 
 
+def _figure(figsize, path, ax):
+    """`(figure, ax)`: the given axes, a pyplot-free figure to save, or a pyplot figure."""
+    if ax is not None:
+        return ax.figure, ax
+    if path is not None:
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=figsize)
+        return figure, figure.subplots()
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=figsize)
+
+
 def plot_attention(attention, source_tokens, target_tokens, path=None, title=None, ax=None):
     """Draw the attention weights `α_ij` of one translation as a heatmap.
 
     Args:
-        attention: `[tgt_len, src_len]` weights (rows: output tokens, columns: input tokens).
-        source_tokens, target_tokens: Subword strings for the axes (lengths must match).
-        path: If given, the figure is written there (PNG) and closed.
+        attention: `[tgt_len, src_len]` weights (rows: output tokens, columns: input tokens),
+            exactly one row per target token and one column per source token.
+        source_tokens, target_tokens: Subword strings for the x and y axes.
+        path: If given, the figure is written there (PNG).
         title: Optional title.
         ax: Draw into this matplotlib axes instead of a new figure.
 
     Returns:
         The matplotlib figure.
+
+    Raises:
+        ValueError: `attention` is not `[len(target_tokens), len(source_tokens)]`.
     """
-    import matplotlib
-
-    if path is not None and ax is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     attention = np.asarray(attention, dtype=np.float32)
-    if attention.ndim != 2:
+    expected = (len(target_tokens), len(source_tokens))
+    if attention.ndim != 2 or attention.shape != expected:
         raise ValueError(
-            f"`attention` must be [tgt_len, src_len]. Received shape {attention.shape}")
-    attention = attention[: len(target_tokens), : len(source_tokens)]
-    if attention.shape != (len(target_tokens), len(source_tokens)):
-        raise ValueError(
-            f"attention {attention.shape} does not match {len(target_tokens)} target and "
-            f"{len(source_tokens)} source tokens")
-    if ax is None:
-        width = max(4.0, 0.45 * len(source_tokens) + 1.5)
-        height = max(3.0, 0.4 * len(target_tokens) + 1.5)
-        figure, ax = plt.subplots(figsize=(width, height))
-    else:
-        figure = ax.figure
+            f"`attention` of shape {attention.shape} does not match {expected[0]} target and "
+            f"{expected[1]} source tokens: expected shape {expected} ([tgt_len, src_len])")
+    width = max(4.0, 0.45 * len(source_tokens) + 1.5)
+    height = max(3.0, 0.4 * len(target_tokens) + 1.5)
+    figure, ax = _figure((width, height), path, ax)
     image = ax.imshow(attention, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(source_tokens)), _pieces(source_tokens), rotation=60, ha="right")
     ax.set_yticks(range(len(target_tokens)), _pieces(target_tokens))
@@ -53,22 +64,12 @@ def plot_attention(attention, source_tokens, target_tokens, path=None, title=Non
     figure.tight_layout()
     if path is not None:
         figure.savefig(path, dpi=120)
-        plt.close(figure)
     return figure
 
 
 def plot_history(history, path=None, ax=None):
     """Train and dev loss by epoch from a `history.json` list (as `train` returns)."""
-    import matplotlib
-
-    if path is not None and ax is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        figure, ax = plt.subplots(figsize=(6, 4))
-    else:
-        figure = ax.figure
+    figure, ax = _figure((6, 4), path, ax)
     epochs = [r["epoch"] for r in history]
     ax.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
     ax.plot(epochs, [r["dev_loss"] for r in history], marker="o", label="dev")
@@ -79,5 +80,4 @@ def plot_history(history, path=None, ax=None):
     figure.tight_layout()
     if path is not None:
         figure.savefig(path, dpi=120)
-        plt.close(figure)
     return figure

@@ -30,6 +30,9 @@ from bahdanau_keras.text import SubwordTokenizer, normalize_python, train_senten
 logger = logging.getLogger("bahdanau_keras")
 
 CONFIG_FILE, SOURCE_VOCAB, TARGET_VOCAB = "config.json", "source.model", "target.model"
+# What reading a damaged checkpoint raises (a truncated file gives an IndexError, "Read less
+# bytes than requested"; a missing part an OpError; a mismatch an AssertionError).
+CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError)
 
 
 class TrainingError(RuntimeError):
@@ -136,13 +139,21 @@ def _load_tokenizers(model_dir):
 
 
 def _latest_checkpoint(directory):
-    """`tf.train.latest_checkpoint`, with an unreadable `checkpoint` file as a TrainingError."""
+    """`tf.train.latest_checkpoint`; when the `checkpoint` list is missing or unreadable (TF
+    then ignores the directory), the checkpoint with the highest number that is there."""
     try:
-        return tf.train.latest_checkpoint(directory)
-    except Exception as error:  # noqa: BLE001 - a text-format parse error, an OpError...
-        raise TrainingError(
-            f"{os.path.join(directory, 'checkpoint')}: corrupt checkpoint list "
-            f"({_first_line(error)})") from None
+        path = tf.train.latest_checkpoint(directory)
+    except Exception:  # noqa: BLE001 - a text-format parse error, an OpError...
+        path = None
+    if path is None and os.path.isdir(directory):
+        numbers = [int(name[len("ckpt-"):-len(".index")]) for name in os.listdir(directory)
+                   if name.startswith("ckpt-") and name.endswith(".index")
+                   and name[len("ckpt-"):-len(".index")].isdigit()]
+        if numbers:
+            path = os.path.join(directory, f"ckpt-{max(numbers)}")
+            logger.warning("%s: the checkpoint list is missing or unreadable; using %s",
+                           directory, path)
+    return path
 
 
 def _first_line(error):
@@ -172,7 +183,7 @@ def load_trained(model_dir, which="best"):
                 # Every weight must be found: a checkpoint of something else is not a model.
                 tf.train.Checkpoint(model=translator).restore(
                     path).assert_existing_objects_matched().expect_partial()
-            except (tf.errors.OpError, ValueError, AssertionError) as error:
+            except CHECKPOINT_ERRORS as error:
                 raise TrainingError(
                     f"{path}: corrupt checkpoint ({_first_line(error)})") from None
             break
@@ -186,7 +197,11 @@ def load_trained(model_dir, which="best"):
 
 
 def make_optimizer(config):
-    optimizer = keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm)
+    """Adam with per-variable gradient clipping, as `keras.optimizers.Adam` computes it but
+    with the update fused into one kernel per variable (see `bahdanau_keras.optimizer`)."""
+    from bahdanau_keras.optimizer import Adam
+
+    optimizer = Adam(config.learning_rate, clipnorm=config.clipnorm, name="adam")
     if config.mixed_precision and keras.config.dtype_policy().name == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -270,10 +285,12 @@ def prepare(model_dir, corpus, model_config_overrides, train_config, resume=Fals
             raise TrainingError(
                 f"{model_dir}: nothing to resume (no {CONFIG_FILE}); train without --resume")
         model_config, saved_train_config, data = read_config(model_dir)
-        # The run's length and limits may change on resume; nothing that shapes the model may.
+        # The run's length, limits and checkpoint interval may change on resume; nothing that
+        # shapes the model or the data may.
         train_config = dataclasses.replace(
             saved_train_config, epochs=train_config.epochs, max_steps=train_config.max_steps,
-            time_limit=train_config.time_limit, patience=train_config.patience)
+            time_limit=train_config.time_limit, patience=train_config.patience,
+            checkpoint_every=train_config.checkpoint_every)
         source_tokenizer, target_tokenizer = _load_tokenizers(model_dir)
         # The data position in the checkpoints indexes this corpus: another one cannot resume.
         expected = data.get("pairs_sha1") or data.get("pairs")
@@ -363,7 +380,7 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
     if latest:
         try:
             tf.train.Checkpoint(**counters).restore(latest).expect_partial()
-        except (tf.errors.OpError, ValueError, AssertionError) as error:
+        except CHECKPOINT_ERRORS as error:
             raise TrainingError(f"{latest}: corrupt checkpoint ({_first_line(error)})") from None
         first_epoch = int(epoch_counter.numpy())
     train_batches = data_lib.batches(
@@ -395,7 +412,7 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
                     logger.warning(
                         "%s holds no dropout random state (an older version wrote it): the "
                         "resumed run goes on with other dropout masks", latest)
-        except (tf.errors.OpError, ValueError, AssertionError) as error:
+        except CHECKPOINT_ERRORS as error:
             raise TrainingError(
                 f"{latest}: cannot resume from this checkpoint ({_first_line(error)}); was it "
                 "written with the same corpus and options?") from None

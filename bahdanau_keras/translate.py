@@ -53,7 +53,12 @@ class Translation:
             from bahdanau_keras.export import TranslatorModule
             from bahdanau_keras.train import load_trained
 
-            trained = load_trained(path)
+            try:
+                trained = load_trained(path)
+            except (tf.errors.OpError, ValueError, OSError, IndexError) as error:
+                # e.g. a truncated checkpoint ("Read less bytes than requested")
+                raise TrainingError(f"{path}: corrupt model directory ({_first_line(error)})"
+                                    ) from None
             module = TranslatorModule(
                 trained.translator, trained.source_tokenizer, trained.target_tokenizer)
             return cls(module, path)
@@ -61,10 +66,15 @@ class Translation:
             from bahdanau_keras.export import load
 
             try:
-                return cls(load(path), path)
-            except (tf.errors.OpError, ValueError, OSError) as error:
-                message = str(error).strip().splitlines()[0] if str(error).strip() else error
-                raise TrainingError(f"{path}: corrupt SavedModel ({message})") from None
+                module = load(path)
+            except Exception as error:  # noqa: BLE001 - any failure: the files are unusable
+                raise TrainingError(f"{path}: corrupt SavedModel ({_first_line(error)})"
+                                    ) from None
+            missing = [name for name in ("translate", "translate_beam", "translate_sample")
+                       if not hasattr(module, name)]
+            if missing:
+                raise TrainingError(f"{path}: not a translator SavedModel (no {missing[0]})")
+            return cls(module, path)
         raise TrainingError(
             f"{path}: neither a model directory (no {CONFIG_FILE}) nor a SavedModel "
             "(no saved_model.pb)")
@@ -93,6 +103,11 @@ class Translation:
         return results
 
 
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _to_python(out):
     out = {key: value.numpy() for key, value in out.items()}
     results = []
@@ -105,7 +120,9 @@ def _to_python(out):
                   "source_tokens": source_tokens, "target_tokens": target_tokens,
                   "attention": attention.tolist()}
         if "nbest_translations" in out:
+            # Entries scored -inf do not exist (fewer hypotheses than the beam width).
             result["nbest"] = [(t.decode("utf-8", "replace"), float(s)) for t, s in
-                               zip(out["nbest_translations"][i], out["nbest_scores"][i])]
+                               zip(out["nbest_translations"][i], out["nbest_scores"][i])
+                               if np.isfinite(s)]
         results.append(result)
     return results

@@ -14,6 +14,7 @@ The repository's owner on GitHub appears only in `OWNER` below (Colab badges, in
 """
 
 import argparse
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -119,7 +120,7 @@ MODEL = code('''
                  if FAST else
                  dict(embedding_dim=64, encoder_units=64, decoder_units=128, attention_units=128))
         train.train(str(workdir / "model"), data.read_corpus(data.SAMPLE_CORPUS), sizes,
-                    train.TrainConfig(epochs=3 if FAST else 20, vocab_size=1000), verbose=0)
+                    train.TrainConfig(epochs=1 if FAST else 20, vocab_size=1000), verbose=0)
         MODEL = Path(export.export_model_dir(str(workdir / "model"), str(workdir / "en-fr")))
     print("Model:", MODEL)
 ''')
@@ -820,6 +821,9 @@ def notebook_04():
                      if FAST else
                      dict(embedding_dim=128, encoder_units=128, decoder_units=256, attention_units=256))
             VOCAB = 500 if FAST else 4000
+            # Seed first: setting a seed clears TensorFlow's cache of eager kernels, and with it the
+            # SentencePiece resources of tokenizers made before.
+            keras.utils.set_random_seed(0)
             splits = data.split_pairs(subset)
             source_tokenizer = text.SubwordTokenizer(text.train_sentencepiece(
                 text.normalize_python([s for s, _ in splits["train"]]), VOCAB))
@@ -827,7 +831,6 @@ def notebook_04():
                 text.normalize_python([t for _, t in splits["train"]]), VOCAB))
             source_ids, target_ids = data.encode_pairs(splits["train"], source_tokenizer, target_tokenizer)
 
-            keras.utils.set_random_seed(0)
             translator = Translator(source_tokenizer.vocab_size, target_tokenizer.vocab_size, **SIZES)
             optimizer = train.make_optimizer(train.TrainConfig())
             optimizer.build(translator.trainable_variables)  # its variables exist before tracing
@@ -859,14 +862,19 @@ def notebook_04():
             `train.train(model_dir, corpus, sizes, TrainConfig(...))` does the rest: it splits
             the corpus, learns the vocabularies, batches by length, runs the step, measures the
             dev loss after each epoch, keeps the best weights and writes checkpoints. It returns
-            the history: one record an epoch.
+            the history: one record an epoch. This run is told to stop half-way through its last
+            epoch (`max_steps`), as an interruption would stop it; we resume it below.
         """),
         code("""
             import tempfile
 
+            EPOCHS = 2 if FAST else 3
+            steps_per_epoch = sum(1 for _ in data.batches(source_ids, target_ids, 64, shuffle=False))
             model_dir = Path(tempfile.mkdtemp(prefix="bahdanau_keras_")) / "small-en-fr"
-            train_config = train.TrainConfig(epochs=1 if FAST else 3, batch_size=64, vocab_size=VOCAB,
-                                             checkpoint_every=100, patience=0, seed=0)
+            train_config = train.TrainConfig(
+                epochs=EPOCHS, batch_size=64, vocab_size=VOCAB, checkpoint_every=100, patience=0,
+                seed=0, max_steps=int((EPOCHS - 0.5) * steps_per_epoch))
+            print(f"about {steps_per_epoch} batches an epoch; stopping at step {train_config.max_steps}")
             history = train.train(str(model_dir), subset_corpus, SIZES, train_config, verbose=2)
         """),
         md("""
@@ -941,14 +949,15 @@ def notebook_04():
             ## Resuming
 
             `train.train(..., resume=True)` (the command line's `--resume`) reopens the directory,
-            restores the latest checkpoint and continues; only the run's length and limits may
-            change. One more epoch:
+            restores the latest checkpoint and carries on with the very next batch; only the
+            run's length and limits (epochs, `max_steps`, time limit, patience) may change. Here
+            it lifts the step limit and finishes the last epoch:
         """),
         code("""
             import dataclasses
 
-            longer = dataclasses.replace(train_config, epochs=train_config.epochs + 1)
-            history = train.train(str(model_dir), subset_corpus, SIZES, longer, resume=True, verbose=2)
+            finish = dataclasses.replace(train_config, max_steps=0)
+            history = train.train(str(model_dir), subset_corpus, SIZES, finish, resume=True, verbose=2)
             plot_training(history)
         """),
         md("""
@@ -992,10 +1001,11 @@ def notebook_05():
             translation = Translation.open(str(MODEL))
             model_config, train_config, data_info = train.read_config(str(MODEL / "assets"))
             print(model_config)
-            print("trained on", data_info.get("path"), f"({data_info.get('train_pairs', '?'):,} training pairs)")
+            print("trained on", data_info.get("path"), "-", data_info.get("train_pairs"), "training pairs")
             history_path = MODEL / "assets" / "history.json"
-            if history_path.exists():
-                last = json.loads(history_path.read_text())[-1]
+            history = json.loads(history_path.read_text()) if history_path.exists() else []
+            if history:
+                last = history[-1]
                 print(f"after {last['epoch']} epochs ({last['step']:,} steps): dev loss {last['dev_loss']:.3f}")
         """),
         md("""
@@ -1204,7 +1214,8 @@ def notebook_06():
 
             The SavedModel needs TensorFlow and `tensorflow_text`, which registers the
             SentencePiece and Unicode-normalisation ops; none of this package's code. A fresh
-            Python process in which `import bahdanau_keras` would fail:
+            Python process in which `import bahdanau_keras` would fail first tries plain
+            TensorFlow, then imports `tensorflow_text` and translates:
         """),
         code("""
             import tempfile
@@ -1214,27 +1225,23 @@ def notebook_06():
             import sys
             sys.modules["bahdanau_keras"] = None  # importing the package now raises ImportError
             import tensorflow as tf
+
+            try:
+                tf.saved_model.load({str(MODEL)!r})
+            except Exception as error:  # plain TensorFlow lacks the TensorFlow Text ops
+                print("without tensorflow_text:", str(error).splitlines()[0][:100], "...")
+
             import tensorflow_text  # noqa: F401  registers the SentencePiece and normalisation ops
+
             translator = tf.saved_model.load({str(MODEL)!r})
             texts = tf.constant(["John loves Mary.", "Where is the station?"])
             result = translator.signatures["serving_default"](texts=texts)
-            print([t.decode() for t in result["translation"].numpy()])
+            print("with tensorflow_text:   ", [t.decode() for t in result["translation"].numpy()])
             '''
-            environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
             run = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True,
-                                 text=True, cwd=tempfile.gettempdir(), env=environment)
-            print(run.stdout or run.stderr[-2000:])
-        """),
-        md("""
-            Without `import tensorflow_text`, loading fails: the graph names ops that plain
-            TensorFlow does not have.
-        """),
-        code("""
-            without = script.replace("import tensorflow_text", "pass  #")
-            run = subprocess.run([sys.executable, "-c", textwrap.dedent(without)], capture_output=True,
-                                 text=True, cwd=tempfile.gettempdir(), env=environment)
-            print([line for line in run.stderr.splitlines() if "Op type not registered" in line][:1]
-                  or run.stderr[-800:])
+                                 text=True, cwd=tempfile.gettempdir(),
+                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            print(run.stdout if run.returncode == 0 else run.stderr[-2000:])
         """),
         md("""
             ## Calling it as TensorFlow Serving does
@@ -1326,8 +1333,8 @@ def notebook_07():
         title("07_bahdanau_vs_luong", "7. Bahdanau against Luong attention", """
             Introductions to attention usually set Bahdanau's *additive* score beside Luong's
             *multiplicative* one and say that the second is cheaper and about as good. This
-            notebook measures it: the same translator, data, seed and number of steps, with only
-            the score function changed.
+            notebook measures it: the same translator, data and number of steps, with only the
+            score function changed.
         """),
         SETUP,
         md(r"""
@@ -1360,6 +1367,10 @@ def notebook_07():
             class LuongAttention(keras.layers.Layer):
                 """Luong's "general" score, `e_ij = s_{i-1}^T W_a h_j`, as a drop-in for
                 `BahdanauAttention`: same call arguments, same outputs, no `units`."""
+
+                def __init__(self, **kwargs):
+                    super().__init__(**kwargs)
+                    self.supports_masking = True  # the mask is an argument; outputs carry none
 
                 def build(self, query_shape, values_shape, mask_shape=None, keys_shape=None):
                     # W_a maps annotations into the query's space: [value_dim, query_dim]
@@ -1418,23 +1429,24 @@ def notebook_07():
             import numpy as np
 
 
-            def time_attention(layer, batch=64, src_len=20, dim=512, calls=200 if not FAST else 20):
+            def time_attention(layer, batch=64, src_len=20, dim=512, calls=20 if FAST else 200):
                 values = tf.random.normal([batch, src_len, dim])  # h: [batch, src_len, value_dim]
                 query = tf.random.normal([batch, dim])  # s_{i-1}: [batch, query_dim]
                 mask = tf.ones([batch, src_len], tf.bool)
-                layer(query, values, mask=mask)
-                keys = layer.project_keys(values)
+                layer(query, values, mask=mask)  # creates the weights
+                keys = layer.project_keys(values)  # computed once per sentence
                 step = tf.function(lambda q: layer(q, values, mask=mask, keys=keys))
-                step(query)  # trace
+                step(query)  # traces
                 started = time.perf_counter()
                 for _ in range(calls):
                     step(query)
                 return (time.perf_counter() - started) / calls * 1e6
 
 
-            bahdanau_us = time_attention(BahdanauAttention(512))
-            luong_us = time_attention(LuongAttention())
-            print(f"Bahdanau {bahdanau_us:7.0f} µs a step\\nLuong    {luong_us:7.0f} µs a step")
+            layers = {"Bahdanau": BahdanauAttention(512), "Luong": LuongAttention()}
+            timing = {name: min(time_attention(layer) for _ in range(3)) for name, layer in layers.items()}
+            for name, microseconds in timing.items():
+                print(f"{name:9s} {microseconds:6.0f} µs a step (best of 3)")
         """),
         md("""
             ## The same data
@@ -1448,6 +1460,9 @@ def notebook_07():
 
             from bahdanau_keras import text, train
 
+            # One seed for the whole comparison, set before the tokenizers are made: setting a seed
+            # clears TensorFlow's cache of eager kernels, and with it their SentencePiece resources.
+            keras.utils.set_random_seed(0)
             short = [(s, t) for s, t in corpus.pairs if len(s.split()) <= 8]
             subset = random.Random(0).sample(short, min(len(short), 1000 if FAST else 12000))
             splits = data.split_pairs(subset)
@@ -1466,39 +1481,41 @@ def notebook_07():
         md("""
             ## Training both
 
-            The package's training step and optimiser (Adam 1e-3, clipnorm 1), the same seed,
-            the same sizes, the same batches.
+            The package's training step and optimiser (Adam 1e-3, clipnorm 1), the same sizes and
+            the same batches; both models take their initial weights from the seed set above.
         """),
         code("""
             SIZES = (dict(embedding_dim=16, encoder_units=16, decoder_units=32, attention_units=32)
                      if FAST else
                      dict(embedding_dim=128, encoder_units=128, decoder_units=256, attention_units=256))
             EPOCHS = 1 if FAST else 3
+            models, steps, results = {}, {}, {}
+            for name, model_class in (("Bahdanau", Translator), ("Luong", LuongTranslator)):
+                models[name] = model_class(source_tokenizer.vocab_size, target_tokenizer.vocab_size, **SIZES)
+                optimizer = train.make_optimizer(train.TrainConfig())
+                optimizer.build(models[name].trainable_variables)
+                steps[name] = train.make_train_step(models[name], optimizer)
+                results[name] = {"losses": [], "seconds": 0.0, "tokens": 0}
 
-
-            def train_and_measure(model_class):
-                keras.utils.set_random_seed(0)
-                model = model_class(source_tokenizer.vocab_size, target_tokenizer.vocab_size, **SIZES)
-                step = train.make_train_step(model, train.make_optimizer(train.TrainConfig()))
-                losses, tokens, seconds = [], 0, 0.0
-                for _, source, target in data.batches(*train_ids, batch_size=64, seed=0, epochs=EPOCHS):
+            # The models take turns on each batch, so that both see the same load on the machine.
+            batches = data.batches(*train_ids, batch_size=64, seed=0, epochs=EPOCHS)
+            for number, (_, source, target) in enumerate(batches):
+                for name, step in steps.items():
                     started = time.perf_counter()
                     loss_sum, count = step(source, target)
                     loss_sum, count = float(loss_sum), int(count)
-                    if losses:  # the first step includes tracing: not timed
-                        seconds += time.perf_counter() - started
-                        tokens += count
-                    losses.append(loss_sum / count)
-                dev = train.dev_loss(train.make_eval_step(model),
-                                     data.batches(*dev_ids, batch_size=64, shuffle=False))
-                print(f"{model_class.__name__}: {len(losses)} steps, {tokens / seconds:,.0f} target tokens/s, "
-                      f"dev loss {dev:.3f}")
-                return model, {"losses": losses, "tokens_per_s": tokens / seconds, "dev_loss": dev}
+                    if number >= 3:  # the first steps include tracing and warm-up: not timed
+                        results[name]["seconds"] += time.perf_counter() - started
+                        results[name]["tokens"] += count
+                    results[name]["losses"].append(loss_sum / count)
 
-
-            models, results = {}, {}
-            for name, model_class in (("Bahdanau", Translator), ("Luong", LuongTranslator)):
-                models[name], results[name] = train_and_measure(model_class)
+            for name, model in models.items():
+                result = results[name]
+                result["tokens_per_s"] = result["tokens"] / result["seconds"]
+                result["dev_loss"] = train.dev_loss(
+                    train.make_eval_step(model), data.batches(*dev_ids, batch_size=64, shuffle=False))
+                print(f"{name:9s} {len(result['losses'])} steps, {result['tokens_per_s']:8,.0f} target "
+                      f"tokens/s, dev loss {result['dev_loss']:.3f}")
         """),
         code(PLOTS, """
             figure, ax = plt.subplots(figsize=(6, 3.5))
@@ -1531,15 +1548,15 @@ def notebook_07():
             for name, translation in translations.items():
                 report = evaluate.evaluate(translation, test_sources, test_references,
                                            beam_widths=(1,), verbose=False)["greedy"]
-                rows = [np.asarray(r["attention"]) for r in translation.translate(test_sources)]
-                rows = np.concatenate([r for r in rows if r.size])  # [all target tokens, src_len]
-                entropy = float(np.mean(-np.sum(rows * np.log(np.maximum(rows, 1e-12)), axis=1)))
-                results[name].update(bleu=report["bleu"], chrf=report["chrf"], entropy=entropy,
-                                     largest=float(rows.max(axis=1).mean()))
+                alphas = [np.asarray(r["attention"]) for r in translation.translate(test_sources)]
+                alphas = [a for a in alphas if a.size]  # each [tgt_len, src_len], real tokens only
+                entropy = np.concatenate([-np.sum(a * np.log(np.maximum(a, 1e-12)), axis=1) for a in alphas])
+                largest = np.concatenate([a.max(axis=1) for a in alphas])
+                results[name].update(bleu=report["bleu"], chrf=report["chrf"],
+                                     entropy=float(entropy.mean()), largest=float(largest.mean()))
 
             print(f"{'':9s} {'attention µs':>13s} {'tokens/s':>9s} {'dev loss':>9s} {'BLEU':>6s} "
                   f"{'chrF':>6s} {'entropy':>8s} {'max α':>6s}")
-            timing = {"Bahdanau": bahdanau_us, "Luong": luong_us}
             for name, r in results.items():
                 print(f"{name:9s} {timing[name]:13.0f} {r['tokens_per_s']:9,.0f} {r['dev_loss']:9.3f} "
                       f"{r['bleu']:6.2f} {r['chrf']:6.2f} {r['entropy']:8.3f} {r['largest']:6.3f}")
@@ -1564,15 +1581,16 @@ def notebook_07():
             the full corpus (`bahdanau-keras train` trains the Bahdanau model at full size).
         """),
         code("""
-            faster = "Luong" if luong_us < bahdanau_us else "Bahdanau"
-            ratio = max(luong_us, bahdanau_us) / min(luong_us, bahdanau_us)
-            better = max(results, key=lambda name: results[name]["bleu"])
-            print(f"The {faster} score was {ratio:.1f}× faster per attention step; "
-                  f"training speed {results['Bahdanau']['tokens_per_s']:,.0f} (Bahdanau) against "
+            faster, slower = sorted(timing, key=timing.get)
+            bleu = {name: results[name]["bleu"] for name in results}
+            better = "equal" if len(set(bleu.values())) == 1 else max(bleu, key=bleu.get)
+            print(f"The {faster} score took {timing[faster] / timing[slower]:.0%} of the time of the "
+                  f"{slower} score per attention step; whole training steps ran at "
+                  f"{results['Bahdanau']['tokens_per_s']:,.0f} (Bahdanau) and "
                   f"{results['Luong']['tokens_per_s']:,.0f} (Luong) target tokens/s.")
             print(f"BLEU: Bahdanau {results['Bahdanau']['bleu']:.2f}, Luong {results['Luong']['bleu']:.2f} "
-                  f"(higher: {better}; dev loss {results['Bahdanau']['dev_loss']:.3f} against "
-                  f"{results['Luong']['dev_loss']:.3f}).")
+                  f"(higher: {better}); dev loss {results['Bahdanau']['dev_loss']:.3f} against "
+                  f"{results['Luong']['dev_loss']:.3f}.")
         """),
     ]
 
@@ -1611,6 +1629,42 @@ def execute(notebook, timeout=1800):
     return notebook
 
 
+# Log lines that say nothing about the tutorial: TensorFlow's C++ start-up messages (printed
+# before its logging is configured, whatever TF_CPP_MIN_LOG_LEVEL says) and SentencePiece's.
+NOISE = re.compile(r"(WARNING: All log messages before absl::InitializeLog|"
+                   r"[IWE]\d{4} [\d:.]+ +\d+ \S+:\d+\]|normalizer\.cc\(\d+\) LOG\(INFO\))")
+
+
+def clean_outputs(notebook):
+    """Drop log noise from the saved outputs and merge consecutive stream outputs.
+
+    stderr lines that repeat a stdout line of the same cell go too (in a notebook, TensorFlow's
+    Python logger writes each message to both streams)."""
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        printed = {line for output in cell.outputs
+                   if output.output_type == "stream" and output.name == "stdout"
+                   for line in output.text.splitlines()}
+        outputs = []
+        for output in cell.outputs:
+            if output.output_type == "stream":
+                lines = output.text.splitlines(keepends=True)
+                if output.name == "stderr":
+                    lines = [line for line in lines
+                             if not NOISE.match(line) and line.rstrip("\n") not in printed]
+                output.text = "".join(lines)
+                if not output.text.strip():
+                    continue
+                if (outputs and outputs[-1].output_type == "stream"
+                        and outputs[-1].name == output.name):
+                    outputs[-1].text += output.text
+                    continue
+            outputs.append(output)
+        cell.outputs = outputs
+    return notebook
+
+
 def sources(notebook):
     return [(cell.cell_type, cell.source) for cell in notebook.cells]
 
@@ -1633,7 +1687,7 @@ def main(argv=None):
             continue
         if args.execute:
             print(f"executing {path.name} ...", flush=True)
-            execute(notebook)
+            clean_outputs(execute(notebook))
         nbformat.validate(notebook)
         nbformat.write(notebook, path)
         print(f"wrote {path}")

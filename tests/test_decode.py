@@ -7,7 +7,6 @@ search is possible and the searches have real choices to make.
 import functools
 import itertools
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -26,23 +25,28 @@ from bahdanau_keras.model import Translator
 from bahdanau_keras.text import END_ID, PAD_ID, START_ID
 
 SOURCE_VOCAB, TARGET_VOCAB = 13, 7
+MODELS = (0, 6, 8)  # seeds of random models that behave differently from each other
 IDS = tf.TensorSpec([None, None], tf.int32)
 
 
 @functools.lru_cache(maxsize=None)
 def tiny_translator(seed=0):
-    """A random translator whose next-token distributions are far from uniform."""
-    keras.utils.set_random_seed(seed)
+    """A random translator whose next-token distributions are far from uniform.
+
+    Every weight comes from a NumPy generator: no global seed is set (`tf.random.set_seed`
+    would destroy the SentencePiece resources of tokenizers that other tests hold)."""
     translator = Translator(SOURCE_VOCAB, TARGET_VOCAB, embedding_dim=8, encoder_units=8,
                             decoder_units=16, attention_units=8)
-    decoder = translator.decoder
     rng = np.random.default_rng(seed)
+    for weight in translator.weights:
+        shape = tuple(weight.shape)
+        scale = 1.0 / np.sqrt(shape[0]) if len(shape) > 1 else 0.1
+        weight.assign(rng.normal(0.0, scale, shape).astype(np.float32))
+    decoder = translator.decoder
     decoder.embedding.embeddings.assign(
         rng.normal(0, 1.0, decoder.embedding.embeddings.shape).astype(np.float32))
-    decoder.output_bias.assign(rng.normal(0, 1.0, [TARGET_VOCAB]).astype(np.float32))
-    # The end token must be a real option at every step, but not the only one.
-    bias = decoder.output_bias.numpy()
-    bias[END_ID] = 0.5
+    bias = rng.normal(0, 1.0, [TARGET_VOCAB]).astype(np.float32)
+    bias[END_ID] = 0.5  # the end token is a real option at every step, but not the only one
     decoder.output_bias.assign(bias)
     return translator
 
@@ -148,7 +152,7 @@ def check_attention(attention, lengths, source):
 
 
 def test_greedy_equals_beam_one_without_length_penalty():
-    for seed in (0, 1, 2):
+    for seed in MODELS:
         g = greedy(SOURCES, seed)
         b = beam(SOURCES, seed, beam_width=1, alpha=0.0, beta=0.0)
         np.testing.assert_array_equal(g["tokens"], b["tokens"])
@@ -159,7 +163,7 @@ def test_greedy_equals_beam_one_without_length_penalty():
 
 
 def test_scores_equal_teacher_forcing():
-    for seed in (0, 1):
+    for seed in MODELS[:2]:
         translator = tiny_translator(seed)
         g = greedy(SOURCES, seed)
         expected, _ = teacher_forced(translator, SOURCES, g["tokens"], g["lengths"])
@@ -174,7 +178,7 @@ def test_scores_equal_teacher_forcing():
 
 def test_large_beam_is_at_least_as_good_as_greedy():
     better = 0
-    for seed in (0, 1, 2):
+    for seed in MODELS:
         translator = tiny_translator(seed)
         g = greedy(SOURCES, seed, max_length_a=0.0, max_length_b=6)
         b = beam(SOURCES, seed, beam_width=64, alpha=0.0, beta=0.0, max_length_a=0.0,
@@ -219,7 +223,7 @@ def test_beam_search_with_a_huge_beam_is_exhaustive_search(alpha, beta):
     max_length = 4
     width = (TARGET_VOCAB - 3) ** max_length  # at least every partial hypothesis
     sources = [SOURCES[0], SOURCES[2]]  # padding in the batch too
-    for seed in (0, 2):
+    for seed in (0, 8):
         translator = tiny_translator(seed)
         b = beam(sources, seed, beam_width=width, alpha=alpha, beta=beta, max_length_a=0.0,
                  max_length_b=max_length)
@@ -250,7 +254,7 @@ def test_length_penalty_formula():
 
 @pytest.mark.parametrize("alpha,beta", [(0.0, 0.0), (0.8, 0.0), (0.6, 0.7)])
 def test_reported_scores_follow_the_documented_penalties(alpha, beta):
-    b = beam(SOURCES, 1, beam_width=4, alpha=alpha, beta=beta)
+    b = beam(SOURCES, 0, beam_width=4, alpha=alpha, beta=beta)
     lp = ((5.0 + b["nbest_lengths"]) / 6.0) ** alpha
     if beta == 0.0:
         np.testing.assert_allclose(b["nbest_scores"], b["nbest_log_probs"] / lp, rtol=1e-5)
@@ -265,13 +269,13 @@ def test_reported_scores_follow_the_documented_penalties(alpha, beta):
 
 
 def test_length_penalty_changes_what_is_preferred():
-    short = beam(SOURCES, 2, beam_width=8, alpha=0.0)
-    long = beam(SOURCES, 2, beam_width=8, alpha=3.0)
+    short = beam(SOURCES, 8, beam_width=8, alpha=0.0)
+    long = beam(SOURCES, 8, beam_width=8, alpha=3.0)
     assert long["lengths"].sum() > short["lengths"].sum()
 
 
 def test_nbest_lists_are_sorted_distinct_and_well_formed():
-    for seed in (0, 1):
+    for seed in MODELS[:2]:
         b = beam(SOURCES, seed, beam_width=6, alpha=0.6, beta=0.2)
         scores = b["nbest_scores"]
         assert np.all(np.isfinite(scores))
@@ -285,7 +289,7 @@ def test_nbest_lists_are_sorted_distinct_and_well_formed():
 
 
 def test_every_sentence_ends_with_end_then_padding():
-    for seed in range(3):
+    for seed in MODELS:
         g = greedy(SOURCES, seed)
         check_well_formed(g["tokens"], g["lengths"])
         assert g["tokens"].shape[1] == g["lengths"].max()  # the loop stops when all ended
@@ -338,7 +342,7 @@ def test_never_chooses_padding_or_start_even_when_most_likely():
         translator.decoder.output_bias.assign(saved)
 
 
-# -- sampling -------------------------------------------------------------------------------------
+# -- sampling -----------------------------------------------------------------------------------
 
 
 def test_sampling_is_deterministic_for_a_seed_and_differs_across_seeds():
@@ -360,7 +364,7 @@ def test_sampling_is_deterministic_for_a_seed_and_differs_across_seeds():
     np.testing.assert_array_equal(cold["tokens"], greedy(SOURCES * 3, 0)["tokens"])
 
 
-# -- batches ----------------------------------------------------------------------------------------
+# -- batches ------------------------------------------------------------------------------------
 
 
 def trim(out, i, key="tokens"):
@@ -392,11 +396,11 @@ def test_a_sentence_decodes_the_same_alone_and_in_a_batch():
                 min_size=2, max_size=5), st.data())
 def test_batch_invariance_property(sentences, data):
     index = data.draw(st.integers(0, len(sentences) - 1))
-    check_same_alone_and_in_batch(sentences, index, seed=1)
+    check_same_alone_and_in_batch(sentences, index, seed=8)
 
 
 def test_attention_of_chosen_tokens_is_a_distribution_over_the_real_source():
-    for seed in (0, 1):
+    for seed in MODELS[:2]:
         g = greedy(SOURCES, seed)
         check_attention(g["attention"], g["lengths"], SOURCES)
         b = beam(SOURCES, seed, beam_width=4, alpha=0.6, beta=0.2)
@@ -405,7 +409,7 @@ def test_attention_of_chosen_tokens_is_a_distribution_over_the_real_source():
         check_attention(s["attention"], s["lengths"], SOURCES)
 
 
-# -- one loop in the graph ---------------------------------------------------------------------------
+# -- one loop in the graph -------------------------------------------------------------------
 
 
 def graph_size(function):

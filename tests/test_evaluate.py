@@ -1,0 +1,139 @@
+"""BLEU and chrF with several references per sentence, and the evaluate report and command."""
+
+import json
+
+import pytest
+import sacrebleu
+
+from bahdanau_keras import cli, data
+from bahdanau_keras import evaluate as evaluate_lib
+from bahdanau_keras.evaluate import corpus_scores, evaluate
+from bahdanau_keras.train import TrainConfig
+
+HYPOTHESES = ["Jean aime Marie.", "Je vois la voiture rouge.", "As-tu un chat ?",
+              "Il fait froid aujourd'hui.", "Où est la gare ?"]
+REFERENCES = [
+    ["Jean aime Marie."],
+    ["Je vois la voiture rouge.", "Je vois l'auto rouge.", "Je vois une voiture rouge."],
+    ["Avez-vous un chat ?", "As-tu un chat ?"],
+    ["Il fait frais aujourd'hui.", "Aujourd'hui il fait froid.", "Il fait très froid.",
+     "Il gèle aujourd'hui."],
+    ["Où se trouve la gare ?"],
+]
+
+
+def direct(hypotheses, references):
+    """sacreBLEU called directly, the missing references of a stream given as ''."""
+    width = max(len(r) for r in references)
+    streams = [[r[k] if k < len(r) else "" for r in references] for k in range(width)]
+    return (sacrebleu.corpus_bleu(hypotheses, streams).score,
+            sacrebleu.corpus_chrf(hypotheses, streams).score)
+
+
+def test_several_references_match_sacrebleu():
+    scores = corpus_scores(HYPOTHESES, REFERENCES)
+    bleu, chrf = direct(HYPOTHESES, REFERENCES)
+    assert scores["bleu"] == pytest.approx(bleu, abs=0.01)
+    assert scores["chrf"] == pytest.approx(chrf, abs=0.01)
+    assert 0 < scores["bleu"] < 100
+    assert "nrefs:var" in scores["bleu_signature"] and "case:mixed" in scores["bleu_signature"]
+    # More references can only find more matches here; a single reference finds fewer.
+    only_first = corpus_scores(HYPOTHESES, [r[:1] for r in REFERENCES])
+    assert only_first["bleu"] < scores["bleu"]
+    assert only_first["bleu"] == pytest.approx(
+        sacrebleu.corpus_bleu(HYPOTHESES, [[r[0] for r in REFERENCES]]).score, abs=0.01)
+
+
+def test_order_of_references_does_not_matter():
+    shuffled = [list(reversed(r)) for r in REFERENCES]
+    assert corpus_scores(HYPOTHESES, shuffled)["bleu"] == corpus_scores(
+        HYPOTHESES, REFERENCES)["bleu"]
+    assert corpus_scores(HYPOTHESES, shuffled)["chrf"] == corpus_scores(
+        HYPOTHESES, REFERENCES)["chrf"]
+
+
+def test_perfect_hypotheses_score_100():
+    # Each hypothesis equals one of its references (not always the first).
+    perfect = [r[-1] for r in REFERENCES]
+    scores = corpus_scores(perfect, REFERENCES)
+    assert scores["bleu"] == 100.0 and scores["chrf"] == 100.0
+    assert corpus_scores(["a b c d e"], [["x y z"]])["bleu"] == 0.0
+
+
+def test_true_case():
+    lower = [h.lower() for h in HYPOTHESES]
+    assert corpus_scores(lower, REFERENCES)["bleu"] < corpus_scores(HYPOTHESES,
+                                                                     REFERENCES)["bleu"]
+
+
+def test_mismatched_lengths_raise():
+    with pytest.raises(ValueError, match="5 hypotheses but 4 reference lists"):
+        corpus_scores(HYPOTHESES, REFERENCES[:4])
+
+
+class FakeTranslation:
+    """Greedy gives the first word only; beam search gives a hypothesis that is a reference."""
+
+    def __init__(self, references):
+        self.references = references
+        self.calls = []
+
+    def translate(self, sentences, beam_width=1, alpha=0.6, beta=0.0, batch_size=64):
+        self.calls.append((len(sentences), beam_width, alpha))
+        results = []
+        for s in sentences:
+            reference = self.references[int(s)][0]
+            text = reference if beam_width > 1 else reference.split()[0]
+            results.append({"translation": text})
+        return results
+
+
+def test_evaluate_reports_greedy_and_beam_side_by_side():
+    sources = [str(i) for i in range(len(REFERENCES))]
+    translation = FakeTranslation(REFERENCES)
+    report = evaluate(translation, sources, REFERENCES, beam_widths=(1, 4), alpha=0.7,
+                      batch_size=2, verbose=False)
+    assert report["sentences"] == 5 and report["references"] == sum(map(len, REFERENCES))
+    assert report["beam4"]["bleu"] == 100.0
+    assert report["greedy"]["bleu"] == corpus_scores(
+        [r[0].split()[0] for r in REFERENCES], REFERENCES)["bleu"]
+    assert report["greedy"]["beam_width"] == 1 and report["greedy"]["alpha"] is None
+    assert report["beam4"]["alpha"] == 0.7
+    for name in ("greedy", "beam4"):
+        assert report[name]["sentences_per_s"] > 0
+        assert len(report[name]["examples"]) == 5
+    # Batches of 2: every sentence translated once per decoder.
+    assert sum(n for n, b, _ in translation.calls if b == 1) == 5
+    assert sum(n for n, b, _ in translation.calls if b == 4) == 5
+    json.dumps(report)  # JSON-ready
+
+
+def test_the_test_split_is_the_training_split(tmp_path):
+    config = TrainConfig(dev_fraction=0.05, test_fraction=0.1)
+    corpus = data.read_corpus(data.SAMPLE_CORPUS)
+    splits = data.split_pairs(corpus.pairs, config.dev_fraction, config.test_fraction)
+    sources, references = evaluate_lib.test_split(data.SAMPLE_CORPUS, config)
+    assert sources and len(sources) == len(references)
+    assert not set(sources) & {s for s, _ in splits["train"]}
+    assert sum(map(len, references)) == len(splits["test"])
+
+
+@pytest.mark.slow
+def test_cli_evaluate_on_a_file(tiny_model_dir, tmp_path, capsys):
+    lines = open(data.SAMPLE_CORPUS, encoding="utf-8").read().splitlines()[:12]
+    source, target = lines[0].split("\t")[:2]
+    lines.append(f"{source}\t{target} Oui.")  # a second reference for the first source
+    tsv = tmp_path / "eval.tsv"
+    tsv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    output = tmp_path / "report.json"
+    assert cli.main(["evaluate", "--model-dir", str(tiny_model_dir), "--file", str(tsv),
+                     "--beam", "3", "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "greedy: BLEU" in printed and "beam3: BLEU" in printed
+    report = json.loads(output.read_text(encoding="utf-8"))
+    assert report["sentences"] == 12 and report["references"] == 13
+    for name in ("greedy", "beam3"):
+        assert 0 <= report[name]["bleu"] <= 100 and 0 <= report[name]["chrf"] <= 100
+        assert f"BLEU {report[name]['bleu']:.2f}" in printed
+    assert report["greedy"]["examples"][0]["references"] == [target, f"{target} Oui."]
+    assert report["greedy"]["examples"][0]["source"] == source

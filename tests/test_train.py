@@ -1,0 +1,284 @@
+"""Training: reproducibility, exact resume (also after `kill -9`), non-finite losses, early
+stopping and TensorBoard. Tiny models on a slice of the sample corpus keep this fast."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bahdanau_keras import cli, data, train
+from bahdanau_keras.text import SubwordTokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+# A tiny model with dropout, so that resuming must also restore the dropout random state.
+TINY = ["--units", "32", "--embedding-dim", "16", "--vocab-size", "400", "--dropout", "0.2",
+        "--batch-size", "32", "--epochs", "2", "--seed", "7"]
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory):
+    lines = Path(data.SAMPLE_CORPUS).read_text(encoding="utf-8").splitlines()[:300]
+    path = tmp_path_factory.mktemp("corpus") / "small.tsv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def run_train(corpus_file, model_dir, *extra, checkpoint_every=1000):
+    return cli.main(["train", "--data", corpus_file, "--model-dir", str(model_dir), *TINY,
+                     "--checkpoint-every", str(checkpoint_every), *extra])
+
+
+def latest_state(model_dir):
+    """Every variable of the latest checkpoint (weights, Adam moments, counters, RNG)."""
+    path = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    reader = tf.train.load_checkpoint(path)
+    return path, {name: reader.get_tensor(name)
+                  for name in reader.get_variable_to_shape_map()
+                  if name.endswith("VARIABLE_VALUE") and not name.startswith("save_counter")}
+
+
+def assert_same_state(a, b):
+    assert sorted(a) == sorted(b)
+    different = [name for name in a if not np.array_equal(a[name], b[name])]
+    assert not different, f"{len(different)} variables differ, e.g. {different[:3]}"
+
+
+def history(model_dir):
+    with open(os.path.join(model_dir, "history.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def reference(corpus_file, tmp_path_factory):
+    """An uninterrupted run: its final state, history and batches per epoch."""
+    model_dir = tmp_path_factory.mktemp("reference") / "model"
+    assert run_train(corpus_file, model_dir, "--quiet") == 0
+    path, state = latest_state(model_dir)
+    records = history(model_dir)
+    return dict(dir=model_dir, path=path, state=state, history=records,
+                steps_per_epoch=records[0]["step"])
+
+
+def test_reference_run(reference):
+    records = reference["history"]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[1]["step"] == 2 * reference["steps_per_epoch"] > 10
+    assert all(np.isfinite(r["train_loss"]) and np.isfinite(r["dev_loss"]) for r in records)
+    assert records[1]["train_loss"] < records[0]["train_loss"]
+    state = reference["state"]
+    # Saved with the weights: optimizer, step, data position and the dropout RNG state.
+    assert state["step/.ATTRIBUTES/VARIABLE_VALUE"] == records[1]["step"]
+    assert state["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == records[1]["step"]
+    assert any(name.startswith("rng/") for name in state)
+    assert all(np.isfinite(v).all() for v in state.values() if v.dtype.kind == "f"
+               and v.ndim)
+    reader = tf.train.load_checkpoint(reference["path"])
+    assert "data/.ATTRIBUTES/ITERATOR_STATE" in reader.get_variable_to_shape_map()
+    for name in ("config.json", "source.model", "target.model", "history.json"):
+        assert (reference["dir"] / name).is_file()
+    assert tf.train.latest_checkpoint(str(reference["dir"] / "best"))
+
+
+def test_same_seed_gives_identical_weights_and_resume_at_an_epoch_end(
+        corpus_file, reference, tmp_path, capsys):
+    model_dir = tmp_path / "again"
+    assert run_train(corpus_file, model_dir) == 0
+    _, state = latest_state(model_dir)
+    assert_same_state(state, reference["state"])
+    assert [r["train_loss"] for r in history(model_dir)] == [
+        r["train_loss"] for r in reference["history"]]
+
+    # As if killed right after the checkpoint at the end of the first epoch: resume from it.
+    per_epoch = reference["steps_per_epoch"]
+    checkpoints = model_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("*.index")) == sorted(
+        [f"ckpt-{per_epoch}.index", f"ckpt-{2 * per_epoch}.index"])
+    (checkpoints / "checkpoint").write_text(
+        f'model_checkpoint_path: "ckpt-{per_epoch}"\n'
+        f'all_model_checkpoint_paths: "ckpt-{per_epoch}"\n')
+    (checkpoints / f"ckpt-{2 * per_epoch}.index").unlink()
+    capsys.readouterr()
+    assert run_train(corpus_file, model_dir, "--resume") == 0
+    assert f"at step {per_epoch} (epoch 2)" in capsys.readouterr().out
+    _, state = latest_state(model_dir)
+    assert_same_state(state, reference["state"])
+    records = history(model_dir)
+    assert [(r["epoch"], r["step"], r["train_loss"], r["dev_loss"]) for r in records] == [
+        (r["epoch"], r["step"], r["train_loss"], r["dev_loss"]) for r in reference["history"]]
+
+
+def test_tensorboard_events(reference):
+    files = glob.glob(str(reference["dir"] / "logs" / "events.out.tfevents.*"))
+    assert files
+    dev = []
+    for path in files:
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == "dev/loss":
+                    dev.append((event.step, float(tf.make_ndarray(value.tensor))))
+    assert [step for step, _ in sorted(dev)] == [r["step"] for r in reference["history"]]
+    assert [loss for _, loss in sorted(dev)] == pytest.approx(
+        [r["dev_loss"] for r in reference["history"]])
+
+
+def test_stopped_and_resumed_run_reaches_the_same_weights(
+        corpus_file, reference, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    assert run_train(corpus_file, model_dir, "--max-steps", "4") == 0
+    assert "Stopped: reached --max-steps 4." in capsys.readouterr().out
+    assert latest_state(model_dir)[1]["step/.ATTRIBUTES/VARIABLE_VALUE"] == 4
+
+    # Resume in the middle of the first epoch: same step counter, optimizer, data position.
+    assert run_train(corpus_file, model_dir, "--resume") == 0
+    out = capsys.readouterr().out
+    assert "Resumed from" in out and "at step 4 (epoch 1)" in out
+    _, state = latest_state(model_dir)
+    assert_same_state(state, reference["state"])
+    assert [(r["epoch"], r["step"], r["train_loss"]) for r in history(model_dir)] == [
+        (r["epoch"], r["step"], r["train_loss"]) for r in reference["history"]]
+
+
+def test_kill_9_in_the_middle_of_training_then_resume(corpus_file, reference, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+        "TF_CPP_MIN_LOG_LEVEL": "3"}
+    args = [sys.executable, "-m", "bahdanau_keras", "train", "--data", corpus_file,
+            "--model-dir", str(model_dir), *TINY, "--checkpoint-every", "1", "--quiet"]
+    process = subprocess.Popen(args, env=env, cwd=str(tmp_path), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    state_file = model_dir / "checkpoints" / "checkpoint"
+    deadline = time.monotonic() + 240
+    try:
+        # Kill once a few steps are checkpointed: a checkpoint is being written every step.
+        while time.monotonic() < deadline and process.poll() is None:
+            if state_file.exists() and "ckpt-3" in state_file.read_text() + "".join(
+                    os.listdir(state_file.parent)):
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, (
+            "training ended before it could be killed: "
+            + process.stderr.read().decode(errors="replace")[-2000:])
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+
+    # Nothing is corrupt: every file reads, the latest checkpoint restores.
+    with open(model_dir / "config.json", encoding="utf-8") as f:
+        assert json.load(f)["train"]["seed"] == 7
+    SubwordTokenizer.load(str(model_dir / "source.model"))
+    SubwordTokenizer.load(str(model_dir / "target.model"))
+    if (model_dir / "history.json").exists():
+        history(model_dir)
+    killed_at = latest_state(model_dir)[1]["step/.ATTRIBUTES/VARIABLE_VALUE"]
+    # The kill may come in the middle of writing a checkpoint: the one before stays valid.
+    assert 2 <= killed_at < reference["history"][-1]["step"]
+    train.load_trained(str(model_dir), which="latest")
+
+    assert run_train(corpus_file, model_dir, "--resume") == 0
+    assert "Resumed from" in capsys.readouterr().out
+    _, state = latest_state(model_dir)
+    assert_same_state(state, reference["state"])
+
+
+def nan_step(monkeypatch, after, spoil):
+    """Make the train step spoil the loss or the weights from step `after` on."""
+    real = train.make_train_step
+
+    def make(translator, optimizer, *args, **kwargs):
+        step = real(translator, optimizer, *args, **kwargs)
+        calls = [0]
+
+        def patched(source, target):
+            calls[0] += 1
+            loss_sum, count = step(source, target)
+            if calls[0] >= after:
+                if spoil == "loss":
+                    return tf.constant(float("nan")), count
+                weight = translator.trainable_variables[0]
+                weight.assign(tf.fill(weight.shape, float("inf")))
+            return loss_sum, count
+
+        return patched
+
+    monkeypatch.setattr(train, "make_train_step", make)
+
+
+def test_non_finite_loss_stops_with_a_clear_error(corpus_file, tmp_path, monkeypatch, capsys):
+    nan_step(monkeypatch, after=5, spoil="loss")
+    model_dir = tmp_path / "model"
+    assert run_train(corpus_file, model_dir, "--quiet", checkpoint_every=2) == 2
+    err = capsys.readouterr().err
+    assert "the loss became nan at step 5" in err and "--learning-rate" in err
+    assert "Traceback" not in err
+    path, state = latest_state(model_dir)
+    assert path.endswith("ckpt-4")  # the last good checkpoint is kept
+    assert all(np.isfinite(v).all() for v in state.values() if v.dtype.kind == "f" and v.ndim)
+    train.load_trained(str(model_dir), which="latest")
+
+
+def test_non_finite_weights_are_never_checkpointed(corpus_file, tmp_path, monkeypatch):
+    nan_step(monkeypatch, after=4, spoil="weights")
+    corpus = data.read_corpus(corpus_file)
+    config = train.TrainConfig(epochs=2, batch_size=32, vocab_size=400, checkpoint_every=1)
+    model = dict(embedding_dim=16, encoder_units=16, decoder_units=32, attention_units=32)
+    with pytest.raises(train.TrainingError, match="non-finite at step 4"):
+        train.train(str(tmp_path / "model"), corpus, model, config, verbose=0)
+    path, state = latest_state(tmp_path / "model")
+    assert path.endswith("ckpt-3")
+    assert all(np.isfinite(v).all() for v in state.values() if v.dtype.kind == "f" and v.ndim)
+
+
+def test_early_stopping_with_patience(corpus_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train, "dev_loss", lambda *args: 1.0)  # never improves after epoch 1
+    model_dir = tmp_path / "model"
+    assert run_train(corpus_file, model_dir, "--epochs", "10", "--patience", "1") == 0
+    assert "Stopped: dev loss has not improved for 1 epochs." in capsys.readouterr().out
+    records = history(model_dir)
+    assert [r["epoch"] for r in records] == [1, 2]
+    _, state = latest_state(model_dir)
+    assert state["bad_epochs/.ATTRIBUTES/VARIABLE_VALUE"] == 1
+    assert state["epoch/.ATTRIBUTES/VARIABLE_VALUE"] == 2
+
+
+def test_resume_refuses_another_corpus(corpus_file, reference, tmp_path):
+    other = tmp_path / "other.tsv"
+    other.write_text("Hi.\tSalut.\nGo.\tVa.\n", encoding="utf-8")
+    corpus = data.read_corpus(str(other))
+    with pytest.raises(train.TrainingError, match="not the corpus"):
+        train.train(str(reference["dir"]), corpus, resume=True, verbose=0)
+
+
+def test_train_config_validation():
+    for bad in (dict(epochs=0), dict(batch_size=-1), dict(patience=-1),
+                dict(learning_rate=0.0), dict(label_smoothing=1.0),
+                dict(dev_fraction=0.6, test_fraction=0.5)):
+        with pytest.raises(ValueError):
+            train.TrainConfig(**bad)
+
+
+def test_latest_checkpoint_without_a_readable_list(tmp_path):
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    assert train._latest_checkpoint(str(directory)) is None
+    for number in (3, 12, 7):
+        for suffix in (".index", ".data-00000-of-00001"):
+            (directory / f"ckpt-{number}{suffix}").write_bytes(b"")
+    (directory / "ckpt-99_temp").mkdir()
+    assert train._latest_checkpoint(str(directory)) == str(directory / "ckpt-12")
+    (directory / "checkpoint").write_text("garbage {{{")
+    assert train._latest_checkpoint(str(directory)) == str(directory / "ckpt-12")
+    (directory / "checkpoint").write_text('model_checkpoint_path: "ckpt-7"\n')
+    assert train._latest_checkpoint(str(directory)) == str(directory / "ckpt-7")

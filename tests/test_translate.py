@@ -1,0 +1,215 @@
+"""`Translation`: a model directory and its exported SavedModel give the same results; bad
+model directories give one-line errors; the CLI's --plot and --nbest."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from test_export import export_tiny
+
+from bahdanau_keras import cli
+from bahdanau_keras.train import TrainingError
+from bahdanau_keras.translate import Translation, _to_python
+
+pytestmark = pytest.mark.slow
+
+SENTENCES = ["John loves Mary.", "I see the red car.", "", "Do you have a cat?",
+             "Where is the station?"]
+
+
+@pytest.fixture(scope="module")
+def saved_model_dir(tiny_model_dir, tmp_path_factory):
+    return export_tiny(tiny_model_dir, tmp_path_factory)["saved"]
+
+
+@pytest.fixture(scope="module")
+def from_directory(tiny_model_dir):
+    return Translation.open(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="module")
+def from_saved_model(saved_model_dir):
+    return Translation.open(saved_model_dir)
+
+
+def check_same_results(first, second):
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        assert a["translation"] == b["translation"]
+        assert a["source_tokens"] == b["source_tokens"]
+        assert a["target_tokens"] == b["target_tokens"]
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+        np.testing.assert_allclose(a["attention"], b["attention"], atol=1e-5)
+        if "nbest" in a or "nbest" in b:
+            assert [t for t, _ in a["nbest"]] == [t for t, _ in b["nbest"]]
+            np.testing.assert_allclose([s for _, s in a["nbest"]], [s for _, s in b["nbest"]],
+                                       atol=1e-4)
+
+
+def test_model_directory_and_saved_model_give_the_same_results(from_directory,
+                                                              from_saved_model):
+    for options in ({}, {"beam_width": 3, "alpha": 0.6}, {"beam_width": 2, "beta": 0.3},
+                    {"temperature": 0.8, "seed": 7}):
+        check_same_results(from_directory.translate(SENTENCES, **options),
+                           from_saved_model.translate(SENTENCES, **options))
+
+
+def test_results_are_plain_python_and_well_shaped(from_directory):
+    results = from_directory.translate(SENTENCES, beam_width=3)
+    assert len(results) == len(SENTENCES)
+    for result in results:
+        assert isinstance(result["translation"], str) and isinstance(result["score"], float)
+        attention = np.asarray(result["attention"])
+        assert attention.shape == (len(result["target_tokens"]), len(result["source_tokens"]))
+        if result["target_tokens"]:
+            np.testing.assert_allclose(attention.sum(axis=1), 1.0, atol=1e-5)
+        scores = [s for _, s in result["nbest"]]
+        assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+        assert result["nbest"][0][0] == result["translation"]
+    assert results[2]["translation"] == ""  # nothing to translate
+    assert all(r["translation"] for i, r in enumerate(results) if i != 2)
+
+
+def test_batches_do_not_change_results(from_directory):
+    check_same_results(from_directory.translate(SENTENCES, batch_size=2),
+                       from_directory.translate(SENTENCES, batch_size=64))
+    check_same_results(from_directory.translate(SENTENCES, beam_width=3, batch_size=3),
+                       from_directory.translate(SENTENCES, beam_width=3))
+
+
+def test_sampling_depends_on_the_seed_only(from_directory):
+    sentences = SENTENCES * 4
+    first = from_directory.translate(sentences, temperature=1.5, seed=1)
+    again = from_directory.translate(sentences, temperature=1.5, seed=1)
+    other = from_directory.translate(sentences, temperature=1.5, seed=2)
+    assert [r["translation"] for r in first] == [r["translation"] for r in again]
+    assert [r["translation"] for r in first] != [r["translation"] for r in other]
+
+
+def test_missing_nbest_entries_are_left_out():
+    out = {"translation": np.array([b"a"]), "score": np.array([-1.0]),
+           "attention": np.zeros([1, 2, 2]), "source_tokens": np.array([[b"x", b"</s>"]]),
+           "target_tokens": np.array([[b"a", b"</s>"]]),
+           "nbest_translations": np.array([[b"a", b"b", b""]]),
+           "nbest_scores": np.array([[-1.0, -2.0, -np.inf]])}
+
+    class Fake:
+        def __init__(self, value):
+            self.value = value
+
+        def numpy(self):
+            return self.value
+
+    (result,) = _to_python({k: Fake(v) for k, v in out.items()})
+    assert result["nbest"] == [("a", -1.0), ("b", -2.0)]
+
+
+# -- bad model directories -------------------------------------------------------------------
+
+
+def truncate(path):
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def first_file(directory, suffix):
+    return os.path.join(directory, next(n for n in sorted(os.listdir(directory))
+                                        if n.endswith(suffix)))
+
+
+SAVED_MODEL_DAMAGE = {
+    "garbage saved_model.pb": lambda d: write(os.path.join(d, "saved_model.pb"),
+                                              b"\x08garbage\xff" * 50),
+    "empty saved_model.pb": lambda d: write(os.path.join(d, "saved_model.pb"), b""),
+    "truncated variables": lambda d: truncate(
+        os.path.join(d, "variables", "variables.data-00000-of-00001")),
+    "no variables": lambda d: shutil.rmtree(os.path.join(d, "variables")),
+}
+MODEL_DIRECTORY_DAMAGE = {
+    "truncated checkpoint": lambda d: [
+        truncate(first_file(os.path.join(d, name), ".data-00000-of-00001"))
+        for name in ("best", "checkpoints")],
+    "garbage checkpoint index": lambda d: write(first_file(os.path.join(d, "best"), ".index"),
+                                                b"x" * 100),
+    "corrupt config.json": lambda d: write(os.path.join(d, "config.json"), b"{not json"),
+    "no weights": lambda d: [shutil.rmtree(os.path.join(d, n)) for n in ("best", "checkpoints")],
+    "missing vocabulary": lambda d: os.remove(os.path.join(d, "target.model")),
+}
+
+
+def check_one_line_error(path):
+    with pytest.raises(TrainingError) as raised:
+        Translation.open(path)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(str(path)), message
+    return message
+
+
+@pytest.mark.parametrize("damage", sorted(SAVED_MODEL_DAMAGE))
+def test_damaged_saved_model_gives_a_one_line_error(damage, saved_model_dir, tmp_path):
+    path = tmp_path / "saved"
+    shutil.copytree(saved_model_dir, path)
+    SAVED_MODEL_DAMAGE[damage](str(path))
+    check_one_line_error(str(path))
+
+
+@pytest.mark.parametrize("damage", sorted(MODEL_DIRECTORY_DAMAGE))
+def test_damaged_model_directory_gives_a_one_line_error(damage, tiny_model_dir, tmp_path):
+    path = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, path, ignore=shutil.ignore_patterns("logs"))
+    MODEL_DIRECTORY_DAMAGE[damage](str(path))
+    check_one_line_error(str(path))
+
+
+def test_missing_or_unknown_directories(tmp_path):
+    assert "no such model directory" in check_one_line_error(str(tmp_path / "nothing"))
+    assert "neither a model directory" in check_one_line_error(str(tmp_path))
+
+
+def test_cli_corrupt_saved_model_is_one_stderr_line(saved_model_dir, tmp_path, capsys):
+    path = tmp_path / "saved"
+    shutil.copytree(saved_model_dir, path)
+    truncate(os.path.join(path, "variables", "variables.data-00000-of-00001"))
+    assert cli.main(["translate", "--model-dir", str(path), "John loves Mary."]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "corrupt SavedModel" in lines[0], captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+# -- the command line: --plot and --nbest ---------------------------------------------------------
+
+
+def test_cli_nbest_and_plot(saved_model_dir, from_saved_model, tmp_path, capsys):
+    png = tmp_path / "attention.png"
+    sentences = ["John loves Mary.", "I see the red car."]
+    assert cli.main(["translate", "--model-dir", saved_model_dir, "--beam", "3", "--nbest",
+                     "--plot", str(png), *sentences]) == 0
+    out = capsys.readouterr().out
+    groups = [g.splitlines() for g in out.strip("\n").split("\n\n")]
+    assert len(groups) == len(sentences)
+    expected = from_saved_model.translate(sentences, beam_width=3)
+    for group, result in zip(groups, expected):
+        assert len(group) == 3
+        scores = [float(line.split("\t")[0]) for line in group]
+        assert scores == sorted(scores, reverse=True)
+        assert [line.split("\t", 1)[1] for line in group] == [t for t, _ in result["nbest"]]
+        np.testing.assert_allclose(scores, [s for _, s in result["nbest"]], atol=1e-4)
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 2000
+
+
+def test_cli_plot_with_greedy_output(tiny_model_dir, tmp_path, capsys):
+    png = tmp_path / "plot.png"
+    assert cli.main(["translate", "--model-dir", str(tiny_model_dir), "--plot", str(png),
+                     "John loves Mary."]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and lines[0]
+    assert png.read_bytes().startswith(b"\x89PNG")
