@@ -20,7 +20,8 @@ def positive_int(text):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, received {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
     return value
@@ -30,7 +31,7 @@ def non_negative_int(text):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, received {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, received {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, received {text!r}")
     return value
@@ -40,7 +41,7 @@ def non_negative_float(text):
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, received {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, received {text!r}") from None
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, received {text!r}")
     return value

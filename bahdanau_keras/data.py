@@ -274,7 +274,8 @@ def batches(source, target, batch_size, seed=0, shuffle=True, first_epoch=0, epo
 
     Each epoch draws a fresh permutation from `(seed, epoch)` with a stateless shuffle and
     groups sentences of similar length into batches of `batch_size` (so padding wastes little);
-    batches leave as their bucket fills, so lengths come mixed. The pipeline prefetches. Everything is deterministic given `seed`,
+    batches leave as their bucket fills, so lengths come mixed. The pipeline prefetches.
+    Everything is deterministic given `seed`,
     and an iterator over it can be saved in a `tf.train.Checkpoint` to resume mid-epoch.
 
     Args:
@@ -296,7 +297,8 @@ def batches(source, target, batch_size, seed=0, shuffle=True, first_epoch=0, epo
     def one_epoch(epoch):
         if shuffle:
             order = tf.random.experimental.stateless_shuffle(
-                tf.range(num_pairs, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+                tf.range(num_pairs, dtype=tf.int64),
+                seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
         else:
             order = tf.argsort(lengths, stable=True)
         pairs = tf.data.Dataset.from_tensor_slices(order).map(

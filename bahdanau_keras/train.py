@@ -193,6 +193,27 @@ def load_trained(model_dir, which="best"):
                         train_config, data)
 
 
+def seed_everything(seed):
+    """Seed Keras (weights, dropout), Python and NumPy.
+
+    Unlike `keras.utils.set_random_seed` this leaves TensorFlow's global seed alone: setting it
+    clears TensorFlow's kernel caches, which destroys the SentencePiece op's resource of every
+    tokenizer that already exists (a notebook that opened a model and then trains would lose
+    it). Nothing here draws from TensorFlow's global seed: the data order and sampling use
+    stateless ops with explicit seeds.
+    """
+    import random
+
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+
+    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 # -- the step --------------------------------------------------------------------------------
 
 
@@ -342,7 +363,7 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
     """
     train_config = train_config or TrainConfig()
     strategy = strategy or tf.distribute.get_strategy()
-    keras.utils.set_random_seed(train_config.seed)
+    seed_everything(train_config.seed)
     splits, source_tokenizer, target_tokenizer, model_config, train_config = prepare(
         model_dir, corpus, model_config_overrides or {}, train_config, resume)
     if train_config.mixed_precision:

@@ -93,7 +93,8 @@ BAD_LINES = [
 
 @pytest.mark.parametrize("line, reason", BAD_LINES)
 def test_malformed_line_names_file_and_line(tmp_path, line, reason):
-    path = write(tmp_path, b"\xef\xbb\xbfHi.\tSalut.\r\n\r\nGo.\tVa.\r\n" + line + b"\r\nOk.\tOk.\r\n")
+    path = write(tmp_path, b"\xef\xbb\xbfHi.\tSalut.\r\n\r\nGo.\tVa.\r\n" + line
+                 + b"\r\nOk.\tOk.\r\n")
     with pytest.raises(CorpusError) as error:
         read_corpus(path)
     message = str(error.value)

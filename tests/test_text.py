@@ -8,8 +8,15 @@ from hypothesis import strategies as st
 
 from bahdanau_keras import data
 from bahdanau_keras.text import (
-    END_ID, PAD_ID, START_ID, UNKNOWN_ID, SubwordTokenizer, normalize, normalize_python,
-    train_sentencepiece)
+    END_ID,
+    PAD_ID,
+    START_ID,
+    UNKNOWN_ID,
+    SubwordTokenizer,
+    normalize,
+    normalize_python,
+    train_sentencepiece,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +39,8 @@ def round_trip(tokenizer, sentences):
     ("Je t\u2019aime\u202f!", "Je t'aime !"),  # narrow no-break space, typographic apostrophe
     ("Vraiment\u00a0?", "Vraiment ?"),  # no-break space
     ("  Il   pleut.\t\n", "Il pleut."),  # runs of white space, both ends
-    ("\u00c9l\u00e8ve \u00c0 l'\u00c9COLE, \u00e7a va\u202f?", "\u00c9l\u00e8ve \u00c0 l'\u00c9COLE, \u00e7a va ?"),
+    ("\u00c9l\u00e8ve \u00c0 l'\u00c9COLE, \u00e7a va\u202f?",
+     "\u00c9l\u00e8ve \u00c0 l'\u00c9COLE, \u00e7a va ?"),
     ("\u00abOui\u00bb, dit-il.", "\u00abOui\u00bb, dit-il."),  # guillemets stay
     ("\u201cHi,\u201d he said.", '"Hi," he said.'),
     ("Cafe\u0301", "Caf\u00e9"),  # NFKC composes the accent
@@ -78,7 +86,8 @@ def test_special_ids_and_vocabulary(tokenizer):
     "\u00c0 demain, \u00c9lodie\u202f; \u00e7a va\u00a0?",
     "J'ai 1\u202f234,56\u00a0\u20ac \u2014 \u00ab\u00a0vraiment\u00a0\u00bb",
     "Emoji \U0001F600\U0001F44D\U0001F3FD and \u2764\ufe0f",
-    "\u041f\u0440\u0438\u0432\u0435\u0442, \u043c\u0438\u0440! \u4f60\u597d\u4e16\u754c \u0393\u03b5\u03b9\u03ac",
+    "\u041f\u0440\u0438\u0432\u0435\u0442, \u043c\u0438\u0440! \u4f60\u597d\u4e16\u754c "
+    "\u0393\u03b5\u03b9\u03ac",
     "\u0645\u0631\u062d\u0628\u0627 \u05e9\u05dc\u05d5\u05dd \ud55c\uad6d\uc5b4",
     "x",
     "",

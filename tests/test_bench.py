@@ -1,0 +1,124 @@
+"""The benchmark tool on a tiny generated token-id file: output format, not speed."""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bahdanau_keras import bench
+
+REPO = Path(__file__).resolve().parents[1]
+NUMBER = r"([0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
+TINY = ["--units", "16", "--embedding-dim", "8", "--batch-size", "8"]
+
+
+def write_ids(path, pairs=48, seed=0):
+    """An `.npz` as `make_ids.py` writes it: `START w... END`, 0-padded, int32."""
+    rng = np.random.default_rng(seed)
+
+    def rows(vocab, low, high):
+        lengths = rng.integers(low, high + 1, size=pairs)
+        out = np.zeros((pairs, high + 2), np.int32)
+        for i, n in enumerate(lengths):
+            out[i, : n + 2] = [1, *rng.integers(3, vocab, size=n), 2]
+        return out
+
+    np.savez(path, src=rows(30, 2, 7), tgt=rows(40, 2, 9))
+    return path
+
+
+@pytest.fixture(scope="module")
+def ids(tmp_path_factory):
+    return str(write_ids(tmp_path_factory.mktemp("ids") / "tiny.npz"))
+
+
+def run_bench(*argv):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p), TF_CPP_MIN_LOG_LEVEL="2")
+    process = subprocess.run([sys.executable, "-m", "bahdanau_keras.bench", *argv],
+                             capture_output=True, text=True, env=env, timeout=600)
+    assert process.returncode == 0, process.stderr[-3000:]
+    return process.stdout
+
+
+def value(output, name):
+    match = re.search(rf"^{name}\s+{NUMBER}", output, re.MULTILINE)
+    assert match, f"no `{name}` line in:\n{output}"
+    return float(match.group(1))
+
+
+@pytest.mark.slow
+def test_train_prints_its_figures_and_ends_with_tokens_per_second(ids):
+    output = run_bench("train", "--ids", ids, *TINY, "--steps", "4", "--warmup", "1",
+                       "--matmul-size", "256")
+    lines = output.strip().splitlines()
+    assert re.fullmatch(rf"target_tokens_per_s {NUMBER}", lines[-1]), lines[-1]
+    for name in ("target_tokens_per_s", "peak_rss_mb", "model_gflop_per_s",
+                 "matmul_256_gflop_per_s", "model_flops_vs_matmul", "sentences_per_s"):
+        assert value(output, name) > 0, name
+    # The model reads the file's sizes: vocabularies = largest id + 1.
+    assert "vocab 30/40" in output
+
+
+@pytest.mark.slow
+def test_decode_prints_sentences_per_second(ids):
+    output = run_bench("decode", "--ids", ids, *TINY, "--beam", "2", "--sentences", "16")
+    assert value(output, "greedy_sentences_per_s") > 0
+    assert value(output, "beam2_sentences_per_s") > 0
+    assert value(output, "peak_rss_mb") > 0
+
+
+@pytest.mark.slow
+def test_compare_runs_everything_in_one_run_and_prints_ratios(ids, tmp_path):
+    # Stand-in peers that print what the real ones print last.
+    peers = tmp_path / "peers"
+    peers.mkdir()
+    for name, rate in (("tf_tutorial_classic.py", 10.0), ("torch_tutorial.py", 5.0)):
+        (peers / name).write_text(textwrap.dedent(f"""
+            import sys
+            assert sys.argv[1].endswith(".npz") and "--units" in sys.argv
+            print("loss 1.0 steps 2 seconds 1.0")
+            print("target_tokens_per_s {rate}")
+        """))
+    output = run_bench("compare", "--ids", ids, *TINY, "--steps", "3", "--warmup", "1",
+                       "--peer-steps", "2", "--peers-dir", str(peers),
+                       "--torch-python", str(tmp_path / "no-such-python"))
+    assert "torch is not importable" in output
+    table = output[output.index("implementation"):]
+    project = float(re.search(r"bahdanau_keras\s+([0-9,.]+)", table).group(1).replace(",", ""))
+    row = re.search(rf"tf_tutorial_classic\s+([0-9,.]+)\s+{NUMBER}", table)
+    assert float(row.group(1).replace(",", "")) == 10.0
+    assert float(row.group(2)) == pytest.approx(project / 10.0, rel=0.01)
+    assert "torch_tutorial" not in table
+
+
+def test_flops_formula_by_hand():
+    from bahdanau_keras.model import ModelConfig
+
+    config = ModelConfig(source_vocab_size=11, target_vocab_size=13, embedding_dim=3,
+                         encoder_units=5, decoder_units=7, attention_units=2)
+    E, H, D, A, V, C, R = 3, 5, 7, 2, 13, 10, 3
+    S, T = 4, 6
+    expected = (2 * 2 * 3 * H * (E + H) * S + 2 * H * D + 2 * C * A * S
+                + T * (2 * D * A + 2 * S * (A + C) + 2 * 3 * D * (E + C + D)
+                       + 2 * 2 * R * (D + E + C) + 2 * R * V))
+    assert bench.forward_flops(config, [S], [T]) == expected
+    # A padded batch: the model count sees real tokens only, the executed count the padding.
+    source = np.array([[1, 5, 6, 2], [1, 2, 0, 0]])
+    target = np.array([[1, 7, 8, 9, 2], [1, 4, 2, 0, 0]])
+    model, executed = bench.step_flops(config, source, target)
+    assert model == 3 * bench.forward_flops(config, [4, 2], [4, 2])
+    assert executed > model
+    unpadded_model, unpadded_executed = bench.step_flops(config, source[:1], target[:1])
+    assert unpadded_model == pytest.approx(unpadded_executed)
+
+
+def test_read_ids_rejects_other_files(tmp_path):
+    np.savez(tmp_path / "bad.npz", source=np.zeros((2, 3), np.int32))
+    with pytest.raises(ValueError, match="expected arrays `src` and `tgt`"):
+        bench.read_ids(tmp_path / "bad.npz")
