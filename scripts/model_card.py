@@ -1,6 +1,7 @@
 """Write the model card of an exported model from its measured files (nothing typed by hand).
 
-    python scripts/model_card.py saved_models/en-fr evaluation.json "COMMAND" > saved_models/en-fr/README.md
+    python scripts/model_card.py saved_models/en-fr report.json "COMMAND" \
+        > saved_models/en-fr/README.md
 
 Reads `assets/config.json` and `assets/history.json` of the SavedModel and the JSON report of
 `bahdanau-keras evaluate --output`.

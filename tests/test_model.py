@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from bahdanau_keras.model import ModelConfig, Translator
 from bahdanau_keras.text import END_ID, PAD_ID, START_ID
+from bahdanau_keras.train import seed_everything
 
 SIZES = dict(source_vocab_size=23, target_vocab_size=17, embedding_dim=5, encoder_units=3,
              decoder_units=7, attention_units=11)
@@ -36,7 +37,7 @@ def make_batch(seed=0, source_lengths=SOURCE_LENGTHS, target_lengths=TARGET_LENG
 
 
 def make_model(seed=0, **kwargs):
-    keras.utils.set_random_seed(seed)
+    seed_everything(seed)
     return Translator(**{**SIZES, **kwargs})
 
 
