@@ -164,10 +164,21 @@ def make_strategy(name):
 # -- train ------------------------------------------------------------------------------------
 
 
+def set_threads(threads):
+    """`threads` > 0: TensorFlow's intra- and inter-op thread pools (before any op runs)."""
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 def bench_train(args, out=print):
     """Time the project's training step on the `.npz`; returns a dict of the figures."""
     import keras
     import tensorflow as tf
+
+    set_threads(args.threads)
 
     from bahdanau_keras import data, train
     from bahdanau_keras.model import Translator
@@ -201,10 +212,10 @@ def bench_train(args, out=print):
 
     tokens = sentences = 0
     model_flops = executed_flops = loss_total = 0.0
-    started = None
+    started = cpu_started = None
     for index, (_, source_batch, target_batch) in enumerate(batches):
         if index == args.warmup:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
         if index == args.warmup + args.steps:
             break
         loss_sum, count = step(source_batch, target_batch)
@@ -217,9 +228,11 @@ def bench_train(args, out=print):
             model_flops += model
             executed_flops += executed
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     matmul = matmul_rate(args.matmul_size)
     result = {
-        "seconds": seconds, "steps": args.steps, "sentences": sentences, "tokens": tokens,
+        "seconds": seconds, "cpu_seconds": cpu_seconds, "steps": args.steps,
+        "sentences": sentences, "tokens": tokens,
         "loss": loss_total / max(tokens, 1), "peak_rss_mb": peak_rss_mb(),
         "model_flops_per_s": model_flops / seconds,
         "executed_flops_per_s": executed_flops / seconds,
@@ -228,6 +241,9 @@ def bench_train(args, out=print):
     out(f"loss {result['loss']:.3f} steps {args.steps} warmup {args.warmup} seconds "
         f"{seconds:.2f} sentences {sentences} target_tokens {tokens}")
     out(f"sentences_per_s {sentences / seconds:.1f}")
+    # CPU time of all the process's threads: less sensitive than wall time to other processes.
+    out(f"cpu_seconds {cpu_seconds:.2f} (target tokens per CPU-second "
+        f"{tokens / max(cpu_seconds, 1e-9):.1f})")
     out(f"peak_rss_mb {result['peak_rss_mb']:.0f}")
     out(f"model_gflop_per_s {model_flops / seconds / 1e9:.2f} "
         f"(executed, with padding: {executed_flops / seconds / 1e9:.2f})")
@@ -290,6 +306,7 @@ def bench_decode(args, out=print):
 
     from bahdanau_keras.decode import beam_search_decode, greedy_decode
 
+    set_threads(args.threads)
     translator, batches, note = decode_batches(args)
     spec = tf.TensorSpec([None, None], tf.int32)
     greedy = tf.function(lambda s: greedy_decode(translator, s)["tokens"],
@@ -346,23 +363,29 @@ def compare(args, out=print):
     use_torch = torch_available(args.torch_python)
     if args.torch_python and not use_torch:
         out(f"torch is not importable by {args.torch_python}: the PyTorch peer is skipped")
+    peer_env = None
+    if args.threads:  # the peers take no option: TensorFlow's and torch's variables
+        peer_env = dict(os.environ, **{name: str(args.threads) for name in (
+            "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
+            "MKL_NUM_THREADS")})
     rows = []
     for ids in args.ids:
         project_command = [
             args.python, "-m", "bahdanau_keras.bench", "train", "--ids", ids,
             "--units", str(args.units), "--embedding-dim", str(args.embedding_dim),
             "--batch-size", str(args.batch_size), "--steps", str(args.steps),
-            "--warmup", str(args.warmup)]
+            "--warmup", str(args.warmup), "--threads", str(args.threads)]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
         project = run_measurement(project_command, out, env=env)
         measured = [("bahdanau_keras", project)]
         measured.append(("tf_tutorial_classic", run_measurement(
-            [args.python, os.path.join(peers, "tf_tutorial_classic.py"), ids] + sizes, out)))
+            [args.python, os.path.join(peers, "tf_tutorial_classic.py"), ids] + sizes, out,
+            env=peer_env)))
         if use_torch:
             measured.append(("torch_tutorial", run_measurement(
                 [args.torch_python, os.path.join(peers, "torch_tutorial.py"), ids] + sizes,
-                out)))
+                out, env=peer_env)))
         for name, rate in measured:
             rows.append((os.path.basename(ids), name, rate,
                          project / rate if project and rate else None))
@@ -405,6 +428,8 @@ def build_parser():
         command.add_argument("--embedding-dim", type=positive_int, default=256)
         command.add_argument("--batch-size", type=positive_int, default=64)
         command.add_argument("--seed", type=int, default=0)
+        command.add_argument("--threads", type=non_negative_int, default=0,
+                             help="TensorFlow thread pools' size (0: TensorFlow's default)")
         if steps:
             command.add_argument("--steps", type=positive_int, default=100,
                                  help="timed training steps")

@@ -90,7 +90,9 @@ def build_parser():
     train.add_argument("--vocab-size", type=positive_int, default=None,
                        help="SentencePiece vocabulary size of each language")
     train.add_argument("--dropout", type=fraction, default=None)
-    train.add_argument("--learning-rate", type=non_negative_float, default=1e-3)
+    train.add_argument("--learning-rate", type=non_negative_float, default=None,
+                       help="Adam's learning rate (default 1e-3; on --resume, the model's own "
+                            "unless given: a lower one fine-tunes)")
     train.add_argument("--label-smoothing", type=fraction, default=0.0)
     train.add_argument("--patience", type=non_negative_int, default=None,
                        help="epochs without a better dev loss before stopping; 0: never "
@@ -216,7 +218,9 @@ def command_train(args):
     checkpoint_every = args.checkpoint_every or (saved.checkpoint_every if saved else 500)
     train_config = train.TrainConfig(
         epochs=epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, label_smoothing=args.label_smoothing,
+        learning_rate=(args.learning_rate if args.learning_rate is not None
+                       else saved.learning_rate if saved else 1e-3),
+        label_smoothing=args.label_smoothing,
         patience=patience, seed=args.seed,
         vocab_size=args.vocab_size or (1000 if sample else 8000),
         checkpoint_every=checkpoint_every, max_steps=args.max_steps,

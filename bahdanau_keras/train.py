@@ -306,12 +306,13 @@ def prepare(model_dir, corpus, model_config_overrides, train_config, resume=Fals
             raise TrainingError(
                 f"{model_dir}: nothing to resume (no {CONFIG_FILE}); train without --resume")
         model_config, saved_train_config, data = read_config(model_dir)
-        # The run's length, limits and checkpoint interval may change on resume; nothing that
-        # shapes the model or the data may.
+        # The run's length, limits, checkpoint interval and learning rate may change on resume;
+        # nothing that shapes the model or the data may.
         train_config = dataclasses.replace(
             saved_train_config, epochs=train_config.epochs, max_steps=train_config.max_steps,
             time_limit=train_config.time_limit, patience=train_config.patience,
-            checkpoint_every=train_config.checkpoint_every)
+            checkpoint_every=train_config.checkpoint_every,
+            learning_rate=train_config.learning_rate)
         source_tokenizer, target_tokenizer = _load_tokenizers(model_dir)
         # The data position in the checkpoints indexes this corpus: another one cannot resume.
         expected = data.get("pairs_sha1") or data.get("pairs")
@@ -445,6 +446,14 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
         if verbose:
             print(f"Resumed from {latest} at step {int(step_counter.numpy())} "
                   f"(epoch {first_epoch + 1})", flush=True)
+        # A resumed run may lower the learning rate (e.g. to fine-tune after a plateau); the
+        # checkpoint restored the rate it was saved with.
+        restored_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        if not math.isclose(restored_rate, train_config.learning_rate, rel_tol=1e-6):
+            optimizer.learning_rate = train_config.learning_rate
+            if verbose:
+                print(f"Learning rate {restored_rate:g} -> {train_config.learning_rate:g}",
+                      flush=True)
     elif resume:
         logger.warning("No checkpoint in %s: starting from the beginning", checkpoint_dir)
 
@@ -491,7 +500,8 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
         record = {"epoch": epoch + 1, "step": int(step_counter.numpy()),
                   "train_loss": epoch_loss / max(epoch_tokens, 1), "dev_loss": loss,
                   "tokens_per_s": epoch_tokens / max(epoch_seconds, 1e-9),
-                  "seconds": epoch_seconds}
+                  "seconds": epoch_seconds,
+                  "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate))}
         history.append(record)
         epoch_counter.assign(epoch + 1)
         if improved:

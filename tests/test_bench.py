@@ -122,3 +122,13 @@ def test_read_ids_rejects_other_files(tmp_path):
     np.savez(tmp_path / "bad.npz", source=np.zeros((2, 3), np.int32))
     with pytest.raises(ValueError, match="expected arrays `src` and `tgt`"):
         bench.read_ids(tmp_path / "bad.npz")
+
+
+@pytest.mark.slow
+def test_decode_a_trained_model_dir(tiny_model_dir, capsys):
+    assert bench.main(["decode", "--model-dir", str(tiny_model_dir), "--batch-size", "8",
+                       "--beam", "2", "--sentences", "12"]) == 0
+    output = capsys.readouterr().out
+    assert "test split of" in output
+    assert value(output, "greedy_sentences_per_s") > 0
+    assert value(output, "beam2_sentences_per_s") > 0

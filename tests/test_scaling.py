@@ -91,7 +91,8 @@ MIRRORED = COMMON + textwrap.dedent(f"""
     losses = [record["train_loss"] for record in history]
     result["train_losses"] = losses
     result["ok"] = finite_and_decreasing(losses)
-    result["checkpoint"] = bool(tf.train.latest_checkpoint(os.path.join(sys.argv[1], "checkpoints")))
+    checkpoints = os.path.join(sys.argv[1], "checkpoints")
+    result["checkpoint"] = bool(tf.train.latest_checkpoint(checkpoints))
     print("RESULT " + json.dumps(result))
 """)
 
