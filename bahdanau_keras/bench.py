@@ -245,10 +245,10 @@ def bench_train(args, out=print):
     out(f"cpu_seconds {cpu_seconds:.2f} (target tokens per CPU-second "
         f"{tokens / max(cpu_seconds, 1e-9):.1f})")
     out(f"peak_rss_mb {result['peak_rss_mb']:.0f}")
-    out(f"model_gflop_per_s {model_flops / seconds / 1e9:.2f} "
-        f"(executed, with padding: {executed_flops / seconds / 1e9:.2f})")
-    out(f"matmul_{args.matmul_size}_gflop_per_s {matmul / 1e9:.2f}")
-    out(f"model_flops_vs_matmul {model_flops / seconds / matmul:.3f}")
+    out(f"model_gflop_per_s {model_flops / seconds / 1e9:.4g} "
+        f"(executed, with padding: {executed_flops / seconds / 1e9:.4g})")
+    out(f"matmul_{args.matmul_size}_gflop_per_s {matmul / 1e9:.4g}")
+    out(f"model_flops_vs_matmul {model_flops / seconds / matmul:.3g}")
     out(f"target_tokens_per_s {result['target_tokens_per_s']:.1f}")
     return result
 
@@ -292,8 +292,8 @@ def decode_batches(args):
         picked = rng.permutation(len(source_ids))[: args.sentences]
         # The peers' source rows read `START x_1 .. x_n END`; they are fed as they are.
         rows = [r[r != 0] for r in source_ids[picked]]
-        note = (f"{args.ids}, untrained weights (no sentence ends early: every one runs to "
-                "the length limit 2 * source length + 10)")
+        note = (f"{args.ids}, untrained weights (a sentence seldom ends before the length "
+                "limit 2 * source length + 10)")
     rows.sort(key=len)  # batch sentences of similar length, as a server would
     batches = [_pad_rows(rows[i:i + args.batch_size])
                for i in range(0, len(rows), args.batch_size)]

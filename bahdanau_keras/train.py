@@ -234,6 +234,8 @@ def make_train_step(translator, optimizer, label_smoothing=0.0, strategy=None,
 
     The gradient is that of the mean loss over the real target tokens of the whole (global)
     batch, also when the batch is split over the replicas of a `tf.distribute.Strategy`.
+    `jit_compile` XLA-compiles the step on one replica; with several, the cross-replica sums
+    stay outside XLA and the step is not compiled (a warning says so).
     """
     strategy = strategy or tf.distribute.get_strategy()
 
@@ -253,6 +255,10 @@ def make_train_step(translator, optimizer, label_smoothing=0.0, strategy=None,
     if strategy.num_replicas_in_sync == 1:
         spec = tf.TensorSpec([None, None], tf.int32)
         return tf.function(replica_step, input_signature=[spec, spec], jit_compile=jit_compile)
+
+    if jit_compile:
+        logger.warning("--jit-compile is ignored with %d replicas: the step runs uncompiled",
+                       strategy.num_replicas_in_sync)
 
     @tf.function(reduce_retracing=True)
     def distributed_step(source, target):
@@ -421,10 +427,13 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
     epoch_loss = epoch_tokens = 0.0
     if latest:
         try:
-            tf.train.Checkpoint(**saved).restore(latest).assert_existing_objects_matched()
+            weights_and_counters = {k: v for k, v in saved.items() if k != "data"}
+            tf.train.Checkpoint(**weights_and_counters).restore(
+                latest).assert_existing_objects_matched().expect_partial()
             stored = tf.train.load_checkpoint(latest).get_variable_to_shape_map()
             if any(name.startswith("epoch_step/") for name in stored):
-                tf.train.Checkpoint(**extras).restore(latest).assert_existing_objects_matched()
+                tf.train.Checkpoint(**extras).restore(
+                    latest).assert_existing_objects_matched().expect_partial()
                 in_epoch = int(epoch_step.numpy())
                 in_epoch = None if in_epoch < 0 else in_epoch
                 epoch_loss, epoch_tokens = (float(x) for x in epoch_totals.numpy())
@@ -434,6 +443,12 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
                     logger.warning(
                         "%s holds no dropout random state (an older version wrote it): the "
                         "resumed run goes on with other dropout masks", latest)
+            # Mid-epoch, the data iterator resumes where it was. At an epoch boundary a new
+            # iterator from `first_epoch` gives the same batches (each epoch's order depends
+            # only on the seed and the epoch) and also serves a resume with more --epochs,
+            # where the saved iterator has already run out.
+            if in_epoch != 0:
+                tf.train.Checkpoint(data=iterator).restore(latest).expect_partial()
         except CHECKPOINT_ERRORS as error:
             raise TrainingError(
                 f"{latest}: cannot resume from this checkpoint ({_first_line(error)}); was it "
@@ -499,7 +514,8 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
         loss, improved = keep_if_best()
         record = {"epoch": epoch + 1, "step": int(step_counter.numpy()),
                   "train_loss": epoch_loss / max(epoch_tokens, 1), "dev_loss": loss,
-                  "tokens_per_s": epoch_tokens / max(epoch_seconds, 1e-9),
+                  # this process's share of the epoch: a resumed epoch's earlier part ran elsewhere
+                  "tokens_per_s": run_tokens / max(epoch_seconds, 1e-9),
                   "seconds": epoch_seconds,
                   "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate))}
         history.append(record)
@@ -526,6 +542,7 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
     # checkpoint written then holds the data position of the epoch's end, not one batch on.
     current_epoch = first_epoch
     epoch_started = time.perf_counter()
+    run_tokens = 0  # target tokens trained by this process since epoch_started
     progress = new_progress_bar()
     try:
         for epoch, source, target in iterator:
@@ -536,7 +553,7 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
                 if stop_reason:
                     break
                 current_epoch, in_epoch = epoch, 0
-                epoch_started = time.perf_counter()
+                epoch_started, run_tokens = time.perf_counter(), 0
                 progress = new_progress_bar()
             loss_sum, count = train_step(source, target)
             loss_sum, count = float(loss_sum), int(count)
@@ -549,23 +566,24 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
             in_epoch = None if in_epoch is None else in_epoch + 1
             epoch_loss += loss_sum
             epoch_tokens += count
+            run_tokens += count
             elapsed = time.perf_counter() - epoch_started
             if verbose == 1:
                 progress.update(min(progress._seen_so_far + 1, batches_per_epoch), [
                     ("loss", loss_sum / max(count, 1)),
-                    ("tokens/s", epoch_tokens / max(elapsed, 1e-9))])
+                    ("tokens/s", run_tokens / max(elapsed, 1e-9))])
             elif verbose and step % 100 == 0:  # a log file: one line every 100 steps
                 print(f"step {step} (epoch {epoch + 1}): loss {epoch_loss / epoch_tokens:.4f}, "
-                      f"{epoch_tokens / max(elapsed, 1e-9):.0f} target tokens/s", flush=True)
+                      f"{run_tokens / max(elapsed, 1e-9):.0f} target tokens/s", flush=True)
             if step % 50 == 0:
                 with writer.as_default(step=step):
                     tf.summary.scalar("train/loss", loss_sum / max(count, 1))
-                    tf.summary.scalar("train/tokens_per_s", epoch_tokens / max(elapsed, 1e-9))
+                    tf.summary.scalar("train/tokens_per_s", run_tokens / max(elapsed, 1e-9))
             epoch_ended = in_epoch == batches_per_epoch
             if epoch_ended:
                 end_epoch(current_epoch, time.perf_counter() - epoch_started)
                 current_epoch += 1
-                epoch_started = time.perf_counter()
+                epoch_started, run_tokens = time.perf_counter(), 0
                 progress = new_progress_bar()
             elif step % train_config.checkpoint_every == 0:
                 save_checkpoint()

@@ -1200,7 +1200,9 @@ def notebook_06():
             ## `saved_model_cli`
 
             TensorFlow's command-line tool shows the same from the files alone. `--all` prints
-            every signature and the saved functions:
+            every signature and the ops the graphs use, among them the TensorFlow Text ops
+            (`SentencepieceOp`, `NormalizeUTF8`, ...); because of those, it cannot list the saved
+            functions themselves:
         """),
         code("""
             import shutil

@@ -132,6 +132,21 @@ MIXED_AND_JIT = COMMON + textwrap.dedent(f"""
 """)
 
 
+MULTI_WORKER = COMMON + textwrap.dedent(f"""
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
+    from bahdanau_keras import train
+
+    history = train.train(
+        sys.argv[1], small_corpus(), {TINY},
+        train.TrainConfig(epochs=2, batch_size=32, vocab_size=300, patience=0,
+                          learning_rate=3e-3),
+        strategy=strategy, verbose=0)
+    losses = [record["train_loss"] for record in history]
+    print("RESULT " + json.dumps({{"replicas": strategy.num_replicas_in_sync,
+                                  "losses": losses, "ok": finite_and_decreasing(losses)}}))
+""")
+
+
 def run_script(script, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p), TF_CPP_MIN_LOG_LEVEL="2",
@@ -174,3 +189,46 @@ def test_cli_strategy_option():
     assert build_parser().parse_args(["train", "--model-dir", "m"]).strategy == "default"
     with pytest.raises(UsageError):
         build_parser().parse_args(["train", "--model-dir", "m", "--strategy", "tpu"])
+
+
+def _free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_mirrored_strategy_with_two_local_workers(tmp_path):
+    """Two worker processes on this machine (127.0.0.1 only), one CPU replica each."""
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p), TF_CPP_MIN_LOG_LEVEL="2",
+        CUDA_VISIBLE_DEVICES="")
+    processes = []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-c", MULTI_WORKER, str(tmp_path / f"worker{index}")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(env, TF_CONFIG=json.dumps(config))))
+    results = []
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=600)
+            lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+            assert process.returncode == 0 and lines, stderr[-3000:]
+            results.append(json.loads(lines[-1][len("RESULT "):]))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    assert [r["replicas"] for r in results] == [2, 2]
+    assert results[0]["ok"], results[0]["losses"]
+    # Both workers trained one model: the same losses.
+    assert results[0]["losses"] == pytest.approx(results[1]["losses"], rel=1e-6)

@@ -282,3 +282,21 @@ def test_latest_checkpoint_without_a_readable_list(tmp_path):
     assert train._latest_checkpoint(str(directory)) == str(directory / "ckpt-12")
     (directory / "checkpoint").write_text('model_checkpoint_path: "ckpt-7"\n')
     assert train._latest_checkpoint(str(directory)) == str(directory / "ckpt-7")
+
+
+def test_resume_a_finished_run_with_more_epochs(corpus_file, reference, tmp_path, capsys):
+    import shutil
+
+    model_dir = tmp_path / "more"
+    shutil.copytree(reference["dir"], model_dir)
+    capsys.readouterr()
+    assert run_train(corpus_file, model_dir, "--resume", "--epochs", "3") == 0
+    assert "at step" in capsys.readouterr().out
+    records = history(model_dir)
+    per_epoch = reference["steps_per_epoch"]
+    # The third epoch really trained: a full epoch of steps and a new history record.
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert records[2]["step"] == 3 * per_epoch
+    assert records[2]["tokens_per_s"] > 0
+    _, state = latest_state(model_dir)
+    assert state["step/.ATTRIBUTES/VARIABLE_VALUE"] == 3 * per_epoch
