@@ -1,6 +1,6 @@
 """Write the model card of an exported model from its measured files (nothing typed by hand).
 
-    python scripts/model_card.py saved_models/en-fr report.json "COMMAND" \
+    python scripts/model_card.py saved_models/en-fr report.json "COMMAND" WALL_MINUTES \
         > saved_models/en-fr/README.md
 
 Reads `assets/config.json` and `assets/history.json` of the SavedModel and the JSON report of
@@ -12,7 +12,8 @@ import os
 import sys
 
 
-def main(model_path, report_path, command, hardware="2 CPU cores (x86_64, AVX-512), no GPU"):
+def main(model_path, report_path, command, wall_minutes,
+         hardware="2 CPU cores (x86_64, AVX-512), no GPU"):
     with open(os.path.join(model_path, "assets", "config.json"), encoding="utf-8") as f:
         config = json.load(f)
     with open(os.path.join(model_path, "assets", "history.json"), encoding="utf-8") as f:
@@ -20,7 +21,6 @@ def main(model_path, report_path, command, hardware="2 CPU cores (x86_64, AVX-51
     with open(report_path, encoding="utf-8") as f:
         report = json.load(f)
     model, train, data = config["model"], config["train"], config["data"]
-    seconds = sum(r["seconds"] for r in history)
     size = sum(os.path.getsize(os.path.join(root, name))
                for root, _, names in os.walk(model_path) for name in names)
     beams = [k for k in report if k.startswith("beam")]
@@ -29,7 +29,8 @@ def main(model_path, report_path, command, hardware="2 CPU cores (x86_64, AVX-51
         f"{report[name]['sentences_per_s']:.0f} |" for name in ["greedy", *beams])
     epochs = "\n".join(
         f"| {r['epoch']} | {r['step']} | {r['train_loss']:.3f} | {r['dev_loss']:.3f} | "
-        f"{r['tokens_per_s']:.0f} |" for r in history)
+        f"{r['tokens_per_s']:.0f} | {r.get('learning_rate') or train['learning_rate']:g} |"
+        for r in history)
     print(f"""# English→French Bahdanau-attention translator
 
 A `bahdanau_keras` model: bidirectional GRU encoder ({model['encoder_units']} units per
@@ -65,12 +66,14 @@ www.manythings.org/anki and tatoeba.org.
 ## Training
 
 {len(history)} epochs ({history[-1]['step']:,} steps of {train['batch_size']} sentences batched by
-length), Adam {train['learning_rate']} with gradient-norm clipping {train['clipnorm']}, label
-smoothing {train['label_smoothing']}, in {seconds / 60:.0f} minutes on {hardware}, TensorFlow 2.21.
-The weights are those of the lowest dev loss.
+length), Adam (learning rate per epoch below) with gradient-norm clipping {train['clipnorm']},
+label smoothing {train['label_smoothing']}, in {float(wall_minutes):.0f} minutes of wall-clock
+time on {hardware}, TensorFlow 2.21, with other work sharing the machine. The weights are those
+of the lowest dev loss. Losses are label-smoothed cross-entropy per target subword; tokens/s
+is the process's own rate over the epoch (lower while other jobs shared the two cores).
 
-| epoch | step | train loss | dev loss | target tokens/s |
-| --- | --- | --- | --- | --- |
+| epoch | step | train loss | dev loss | target tokens/s | learning rate |
+| --- | --- | --- | --- | --- | --- |
 {epochs}
 
 ## Evaluation
@@ -95,4 +98,4 @@ Signature: `{report['greedy']['bleu_signature']}`.
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])
