@@ -1067,7 +1067,7 @@ def notebook_05():
 
             DATA = Path(os.environ.get("BAHDANAU_KERAS_DATA", REPO.parent / "shared" / "data"))
             trained_on = str(data_info.get("path", ""))
-            name = Path(trained_on).name
+            name = Path(trained_on).name.split(":")[0]  # "corpus.zip:member.txt" names a zip member
             if name == Path(data.SAMPLE_CORPUS).name:
                 corpus_path = data.SAMPLE_CORPUS
             elif name and (DATA / name).exists():
