@@ -122,9 +122,22 @@ class Decoder(keras.Model):
 
     def project_inputs(self, embedded):
         """`[W_z; W_r; W] E y + b`: `[..., 3 * units]`, loop-invariant under teacher forcing."""
-        return tf.matmul(embedded, self._weight(self.input_kernel)) + self._weight(self.input_bias)
+        # A 2-D product: a [batch, tgt_len, emb] x [emb, 3 units] batch product would compute
+        # its kernel gradient as one [emb, 3 units] product per sentence, then sum them.
+        flat = tf.reshape(embedded, [-1, self.embedding_dim])  # [batch * tgt_len, emb]
+        projected = tf.matmul(flat, self._weight(self.input_kernel)) + self._weight(
+            self.input_bias)
+        return tf.reshape(projected, tf.concat([tf.shape(embedded)[:-1], [3 * self.units]], 0))
 
-    def cell(self, projected_input, state, keys, annotations, source_mask):
+    def loop_kernels(self):
+        """`(C, [U_z; U_r], U)`: the kernels the step reads, sliced once outside the time loop
+        (a slice taken inside the loop has a full-size `[units, 3 units]` gradient at every
+        step)."""
+        recurrent_kernel = self._weight(self.recurrent_kernel)
+        return (self._weight(self.context_kernel), recurrent_kernel[:, : 2 * self.units],
+                recurrent_kernel[:, 2 * self.units:])
+
+    def cell(self, projected_input, state, keys, annotations, source_mask, kernels=None):
         """One decoder step from `s_{i-1}` (`state`, `[batch, units]`) and the projected input.
 
         Returns `(s_i, c_i, α_i)`: `[batch, units]`, `[batch, context_dim]`, `[batch, src_len]`.
@@ -132,16 +145,16 @@ class Decoder(keras.Model):
         # c_i and α_i from s_{i-1} (keys = U_a h_j were computed once per source batch).
         context, weights = self.attention(state, annotations, mask=source_mask, keys=keys)
         units = self.units
+        # `kernels` from `loop_kernels()`, computed once outside a time loop.
+        context_kernel, recurrent_gates, recurrent_candidate = kernels or self.loop_kernels()
         # [batch, 3 units]
-        gates_input = projected_input + tf.matmul(context, self._weight(self.context_kernel))
-        recurrent_kernel = self._weight(self.recurrent_kernel)
+        gates_input = projected_input + tf.matmul(context, context_kernel)
+        gates_input, candidate_input = tf.split(gates_input, [2 * units, units], axis=-1)
         # U_z s_{i-1}, U_r s_{i-1}: [batch, 2 units]
-        gates_recurrent = tf.matmul(state, recurrent_kernel[:, : 2 * units])
-        gates = tf.sigmoid(gates_input[:, : 2 * units] + gates_recurrent)
-        update_gate, reset_gate = gates[:, :units], gates[:, units:]  # z_i, r_i
+        gates = tf.sigmoid(gates_input + tf.matmul(state, recurrent_gates))
+        update_gate, reset_gate = tf.split(gates, 2, axis=-1)  # z_i, r_i
         # s̃_i = tanh(W E y_{i-1} + U [r_i ∘ s_{i-1}] + C c_i)
-        candidate = tf.tanh(gates_input[:, 2 * units:]
-                            + tf.matmul(reset_gate * state, recurrent_kernel[:, 2 * units:]))
+        candidate = tf.tanh(candidate_input + tf.matmul(reset_gate * state, recurrent_candidate))
         # s_i = (1 - z_i) ∘ s_{i-1} + z_i ∘ s̃_i
         new_state = (1.0 - update_gate) * state + update_gate * candidate
         return new_state, context, weights
@@ -181,10 +194,11 @@ class Decoder(keras.Model):
         projected = self.project_inputs(embedded)  # [batch, tgt_len, 3 units]
         keys = self.attention.project_keys(annotations)  # U_a h_j: [batch, src_len, att]
         batch = tf.shape(annotations)[0]
+        kernels = self.loop_kernels()
 
         def step(carry, projected_input):
             state = carry[0]
-            return self.cell(projected_input, state, keys, annotations, source_mask)
+            return self.cell(projected_input, state, keys, annotations, source_mask, kernels)
 
         initializer = (
             initial_state,
