@@ -222,8 +222,9 @@ class Decoder(keras.Model):
 
     # -- one step, for search ------------------------------------------------------------------
 
-    def step(self, previous_tokens, state, keys, annotations, source_mask):
-        """One decoding step from the previous output tokens `[batch]`.
+    def step(self, previous_tokens, state, keys, annotations, source_mask, kernels=None):
+        """One decoding step from the previous output tokens `[batch]`. A search loop passes
+        `kernels=self.loop_kernels()`, computed once before the loop.
 
         Returns `(logits, new_state, attention_weights)`: `[batch, vocab_size]`,
         `[batch, units]`, `[batch, src_len]`.
@@ -231,7 +232,7 @@ class Decoder(keras.Model):
         embedded = self.embed(previous_tokens)
         state = tf.cast(state, self.compute_dtype)
         new_state, context, weights = self.cell(
-            self.project_inputs(embedded), state, keys, annotations, source_mask)
+            self.project_inputs(embedded), state, keys, annotations, source_mask, kernels)
         return self.output_logits(new_state, embedded, context), new_state, weights
 
     def get_config(self):

@@ -45,6 +45,16 @@ COMMON = textwrap.dedent("""
 
     def finite_and_decreasing(losses):
         return all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+
+    def train_losses(strategy, model):
+        # train.train under the strategy, into sys.argv[1]: the train loss of each epoch.
+        from bahdanau_keras import train
+        history = train.train(
+            sys.argv[1], small_corpus(), model,
+            train.TrainConfig(epochs=2, batch_size=32, vocab_size=300, patience=0,
+                              learning_rate=3e-3),
+            strategy=strategy, verbose=0)
+        return [record["train_loss"] for record in history]
 """)
 
 MIRRORED = COMMON + textwrap.dedent(f"""
@@ -83,12 +93,7 @@ MIRRORED = COMMON + textwrap.dedent(f"""
 
     # End to end: train.train under the strategy, with the project's Adam (built inside the
     # strategy's scope), checkpoints and dev loss.
-    history = train.train(
-        sys.argv[1], small_corpus(), {TINY},
-        train.TrainConfig(epochs=2, batch_size=32, vocab_size=300, patience=0,
-                          learning_rate=3e-3),
-        strategy=strategy, verbose=0)
-    losses = [record["train_loss"] for record in history]
+    losses = train_losses(strategy, {TINY})
     result["train_losses"] = losses
     result["ok"] = finite_and_decreasing(losses)
     checkpoints = os.path.join(sys.argv[1], "checkpoints")
@@ -134,14 +139,7 @@ MIXED_AND_JIT = COMMON + textwrap.dedent(f"""
 
 MULTI_WORKER = COMMON + textwrap.dedent(f"""
     strategy = tf.distribute.MultiWorkerMirroredStrategy()  # reads TF_CONFIG
-    from bahdanau_keras import train
-
-    history = train.train(
-        sys.argv[1], small_corpus(), {TINY},
-        train.TrainConfig(epochs=2, batch_size=32, vocab_size=300, patience=0,
-                          learning_rate=3e-3),
-        strategy=strategy, verbose=0)
-    losses = [record["train_loss"] for record in history]
+    losses = train_losses(strategy, {TINY})
     print("RESULT " + json.dumps({{"replicas": strategy.num_replicas_in_sync,
                                   "losses": losses, "ok": finite_and_decreasing(losses)}}))
 """)
