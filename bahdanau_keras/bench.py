@@ -14,7 +14,8 @@ peers read the same file, so their `target_tokens_per_s` count the same tokens: 
 `train` runs the project's real training step (`train.make_train_step`, the code path of
 `bahdanau-keras train`) on the project's own length-bucketed batches (`data.batches`). It
 prints the peak memory, the model FLOPs per second (counted analytically, see `step_flops`),
-the rate of a large fp32 matrix product measured in the same process, and last
+the rate of a large fp32 matrix product (measured right after, in a fresh process with
+TensorFlow's default threads, so on every core), and last
 `target_tokens_per_s X`.
 
 FLOPs of one training step (one multiply-add = 2 FLOPs; forward + backward = 3 × forward):
@@ -164,13 +165,31 @@ def make_strategy(name):
 # -- train ------------------------------------------------------------------------------------
 
 
-def set_threads(threads):
-    """`threads` > 0: TensorFlow's intra- and inter-op thread pools (before any op runs)."""
-    import tensorflow as tf
+def configure_threads(args):
+    """The project's thread pools (`train.configure_threads`), as `bahdanau-keras train` sets
+    them; returns a description for the output."""
+    from bahdanau_keras import train
 
-    if threads:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    intra, inter = train.configure_threads(args.intra_op_threads, args.inter_op_threads)
+    return f"threads {intra or 'default'} intra-op, {inter or 'default'} inter-op"
+
+
+def matmul_rate_in_fresh_process(size):
+    """`matmul_rate(size)` in a new process with TensorFlow's default thread pools (every
+    core for one product): the machine's large-product rate, whatever this process uses."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
+                        "MKL_NUM_THREADS")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    process = subprocess.run(
+        [sys.executable, "-c",
+         f"from bahdanau_keras.bench import matmul_rate; print(matmul_rate({int(size)}))"],
+        capture_output=True, text=True, env=env)
+    if process.returncode:
+        raise RuntimeError("the reference matrix product failed: "
+                           + " | ".join(process.stderr.strip().splitlines()[-3:]))
+    return float(process.stdout.strip().splitlines()[-1])
 
 
 def bench_train(args, out=print):
@@ -178,7 +197,7 @@ def bench_train(args, out=print):
     import keras
     import tensorflow as tf
 
-    set_threads(args.threads)
+    threads = configure_threads(args)
 
     from bahdanau_keras import data, train
     from bahdanau_keras.model import Translator
@@ -188,7 +207,8 @@ def bench_train(args, out=print):
                               dropout=args.dropout)
     train_config = train.TrainConfig(
         batch_size=args.batch_size, label_smoothing=args.label_smoothing, seed=args.seed,
-        mixed_precision=args.mixed_precision, jit_compile=args.jit_compile)
+        mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
+        loss_chunks=args.loss_chunks)
     keras.utils.set_random_seed(args.seed)
     if args.mixed_precision:
         keras.mixed_precision.set_dtype_policy(
@@ -199,7 +219,7 @@ def bench_train(args, out=print):
         optimizer = train.make_optimizer(train_config)
         optimizer.build(translator.trainable_variables)
     step = train.make_train_step(translator, optimizer, train_config.label_smoothing,
-                                 strategy, train_config.jit_compile)
+                                 strategy, train_config.jit_compile, train_config.loss_chunks)
     source, target = data.load_ids(args.ids)
     batches = data.batches(source, target, args.batch_size, seed=args.seed, epochs=1 << 30)
     out(f"ids {args.ids}: {len(source_ids)} pairs, src {source_ids.shape}, "
@@ -208,16 +228,19 @@ def bench_train(args, out=print):
         f"{config.attention_units}), embedding {config.embedding_dim}, "
         f"{translator.count_params():,} parameters; batch {args.batch_size}; "
         f"strategy {args.strategy} ({strategy.num_replicas_in_sync} replicas); "
-        f"mixed precision {args.mixed_precision}; jit {args.jit_compile}")
+        f"mixed precision {args.mixed_precision}; jit {args.jit_compile}; loss chunks "
+        f"{args.loss_chunks}; {threads}")
 
     tokens = sentences = 0
     model_flops = executed_flops = loss_total = 0.0
     started = cpu_started = None
-    for index, (_, source_batch, target_batch) in enumerate(batches):
+    # An explicit iterator, dropped only after the clock stops: tearing down a tf.data iterator
+    # that is still prefetching can take seconds, and must not count as training time.
+    iterator = iter(batches)
+    for index in range(args.warmup + args.steps):
         if index == args.warmup:
             started, cpu_started = time.perf_counter(), time.process_time()
-        if index == args.warmup + args.steps:
-            break
+        _, source_batch, target_batch = next(iterator)
         loss_sum, count = step(source_batch, target_batch)
         loss_sum, count = float(loss_sum), int(count)  # as in `train.train`, every step
         if index >= args.warmup:
@@ -229,7 +252,8 @@ def bench_train(args, out=print):
             executed_flops += executed
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
-    matmul = matmul_rate(args.matmul_size)
+    del iterator
+    matmul = matmul_rate_in_fresh_process(args.matmul_size)
     result = {
         "seconds": seconds, "cpu_seconds": cpu_seconds, "steps": args.steps,
         "sentences": sentences, "tokens": tokens,
@@ -247,7 +271,8 @@ def bench_train(args, out=print):
     out(f"peak_rss_mb {result['peak_rss_mb']:.0f}")
     out(f"model_gflop_per_s {model_flops / seconds / 1e9:.4g} "
         f"(executed, with padding: {executed_flops / seconds / 1e9:.4g})")
-    out(f"matmul_{args.matmul_size}_gflop_per_s {matmul / 1e9:.4g}")
+    out(f"matmul_{args.matmul_size}_gflop_per_s {matmul / 1e9:.4g} (fp32, a separate process "
+        "with TensorFlow's default threads: all cores)")
     out(f"model_flops_vs_matmul {model_flops / seconds / matmul:.3g}")
     out(f"target_tokens_per_s {result['target_tokens_per_s']:.1f}")
     return result
@@ -306,7 +331,7 @@ def bench_decode(args, out=print):
 
     from bahdanau_keras.decode import beam_search_decode, greedy_decode
 
-    set_threads(args.threads)
+    threads = configure_threads(args)
     translator, batches, note = decode_batches(args)
     spec = tf.TensorSpec([None, None], tf.int32)
     greedy = tf.function(lambda s: greedy_decode(translator, s)["tokens"],
@@ -314,7 +339,7 @@ def bench_decode(args, out=print):
     beam = tf.function(lambda s: beam_search_decode(translator, s, args.beam)["tokens"],
                        input_signature=[spec])
     out(f"decode: {note}; {sum(len(b) for b in batches)} sentences in batches of "
-        f"{args.batch_size}")
+        f"{args.batch_size}; {threads}")
     result = {}
     searches = [("greedy", greedy)] + ([(f"beam{args.beam}", beam)] if args.beam > 1 else [])
     for name, search in searches:
@@ -355,7 +380,8 @@ def torch_available(python):
 
 
 def compare(args, out=print):
-    """The project's bench and the peers, one after the other, on each `.npz`; a table."""
+    """The project's bench and the peers on each `.npz`, `--repeats` rounds, one program after
+    the other in each round; a table of each one's best round and the ratios."""
     peers = args.peers_dir
     sizes = ["--units", str(args.units), "--emb", str(args.embedding_dim),
              "--batch", str(args.batch_size), "--steps", str(args.peer_steps),
@@ -364,38 +390,65 @@ def compare(args, out=print):
     if args.torch_python and not use_torch:
         out(f"torch is not importable by {args.torch_python}: the PyTorch peer is skipped")
     peer_env = None
-    if args.threads:  # the peers take no option: TensorFlow's and torch's variables
-        peer_env = dict(os.environ, **{name: str(args.threads) for name in (
-            "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
-            "MKL_NUM_THREADS")})
+    if args.peer_threads:  # the peers take no option: TensorFlow's and torch's variables
+        intra, inter = args.peer_threads
+        peer_env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(intra),
+                        TF_NUM_INTEROP_THREADS=str(inter), OMP_NUM_THREADS=str(intra),
+                        MKL_NUM_THREADS=str(intra))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
     rows = []
     for ids in args.ids:
-        project_command = [
+        programs = [("bahdanau_keras", [
             args.python, "-m", "bahdanau_keras.bench", "train", "--ids", ids,
             "--units", str(args.units), "--embedding-dim", str(args.embedding_dim),
             "--batch-size", str(args.batch_size), "--steps", str(args.steps),
-            "--warmup", str(args.warmup), "--threads", str(args.threads)]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
-        project = run_measurement(project_command, out, env=env)
-        measured = [("bahdanau_keras", project)]
-        measured.append(("tf_tutorial_classic", run_measurement(
-            [args.python, os.path.join(peers, "tf_tutorial_classic.py"), ids] + sizes, out,
-            env=peer_env)))
+            "--warmup", str(args.warmup), "--intra-op-threads", str(args.intra_op_threads),
+            "--inter-op-threads", str(args.inter_op_threads)], env)]
+        programs.append(("tf_tutorial_classic", [
+            args.python, os.path.join(peers, "tf_tutorial_classic.py"), ids] + sizes, peer_env))
         if use_torch:
-            measured.append(("torch_tutorial", run_measurement(
-                [args.torch_python, os.path.join(peers, "torch_tutorial.py"), ids] + sizes,
-                out, env=peer_env)))
-        for name, rate in measured:
-            rows.append((os.path.basename(ids), name, rate,
-                         project / rate if project and rate else None))
+            programs.append(("torch_tutorial", [
+                args.torch_python, os.path.join(peers, "torch_tutorial.py"), ids] + sizes,
+                peer_env))
+        rates = {name: [] for name, _, _ in programs}
+        for round_ in range(args.repeats):
+            if args.repeats > 1:
+                out(f"# {os.path.basename(ids)}: round {round_ + 1} of {args.repeats}")
+            for name, command, program_env in programs:
+                rate = run_measurement(command, out, env=program_env)
+                if rate:
+                    rates[name].append(rate)
+        project = max(rates["bahdanau_keras"], default=None)
+        for name, _, _ in programs:
+            best = max(rates[name], default=None)
+            rows.append((os.path.basename(ids), name, best, rates[name],
+                         project / best if project and best else None))
     out("")
+    label = "best of each round's figure" if args.repeats > 1 else "one run each"
+    out(f"target tokens/s ({label}; every round's figure in brackets)")
     out(f"{'ids':<16} {'implementation':<22} {'target tokens/s':>16} {'bahdanau_keras ×':>17}")
-    for ids, name, rate, ratio in rows:
+    for ids, name, rate, all_rates, ratio in rows:
         rate_text = f"{rate:,.1f}" if rate else "failed"
         ratio_text = f"{ratio:.2f}" if ratio else "-"
-        out(f"{ids:<16} {name:<22} {rate_text:>16} {ratio_text:>17}")
+        rounds = ""
+        if len(all_rates) > 1:
+            rounds = " [" + ", ".join(f"{r:.0f}" for r in all_rates) + "]"
+        out(f"{ids:<16} {name:<22} {rate_text:>16} {ratio_text:>17}{rounds}")
     return rows
+
+
+def thread_pair(text):
+    """`INTRA,INTER` thread-pool sizes, both positive."""
+    try:
+        intra, inter = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected INTRA,INTER (two positive integers), received {text!r}") from None
+    if intra <= 0 or inter <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected INTRA,INTER (two positive integers), received {text!r}")
+    return intra, inter
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -428,8 +481,11 @@ def build_parser():
         command.add_argument("--embedding-dim", type=positive_int, default=256)
         command.add_argument("--batch-size", type=positive_int, default=64)
         command.add_argument("--seed", type=int, default=0)
-        command.add_argument("--threads", type=non_negative_int, default=0,
-                             help="TensorFlow thread pools' size (0: TensorFlow's default)")
+        command.add_argument("--intra-op-threads", type=non_negative_int, default=0,
+                             help="threads of each TensorFlow op (0: as `bahdanau-keras "
+                                  "train`, train.default_threads)")
+        command.add_argument("--inter-op-threads", type=non_negative_int, default=0,
+                             help="TensorFlow ops run at once (0: as `bahdanau-keras train`)")
         if steps:
             command.add_argument("--steps", type=positive_int, default=100,
                                  help="timed training steps")
@@ -440,6 +496,8 @@ def build_parser():
     train.add_argument("--ids", required=True, help="token-id .npz from make_ids.py")
     sizes(train, steps=True)
     train.add_argument("--dropout", type=float, default=0.0)
+    train.add_argument("--loss-chunks", type=positive_int, default=2,
+                       help="as `bahdanau-keras train --loss-chunks`")
     train.add_argument("--label-smoothing", type=float, default=0.0)
     train.add_argument("--mixed-precision", action="store_true",
                        help="float16 on GPU, bfloat16 elsewhere")
@@ -466,6 +524,13 @@ def build_parser():
     sizes(comparison, steps=True)
     comparison.add_argument("--peer-steps", type=positive_int, default=30,
                             help="timed steps of each peer (they are much slower)")
+    comparison.add_argument("--repeats", type=positive_int, default=1,
+                            help="rounds of every program, interleaved; the table shows each "
+                                 "one's best round (another process slows a run, never speeds "
+                                 "it up)")
+    comparison.add_argument("--peer-threads", type=thread_pair, default=None,
+                            help="INTRA,INTER thread pools of the peers (default: TensorFlow's "
+                                 "and torch's own, as their users run them)")
     comparison.add_argument("--peers-dir", default=DEFAULT_PEERS,
                             help="folder of tf_tutorial_classic.py and torch_tutorial.py")
     comparison.add_argument("--python", default=sys.executable,

@@ -110,6 +110,15 @@ def build_parser():
     train.add_argument("--strategy", choices=["default", "mirrored"], default="default",
                        help="mirrored: tf.distribute.MirroredStrategy, one replica per visible "
                             "GPU (docs/benchmarks.md)")
+    train.add_argument("--loss-chunks", type=positive_int, default=2,
+                       help="independent pieces of the output layer and loss, which run on "
+                            "several cores at once (the same loss)")
+    train.add_argument("--intra-op-threads", type=non_negative_int, default=0,
+                       help="threads of each TensorFlow op (0: half the cores without a GPU, "
+                            "else TensorFlow's default)")
+    train.add_argument("--inter-op-threads", type=non_negative_int, default=0,
+                       help="TensorFlow ops run at once (0: 2 without a GPU, else "
+                            "TensorFlow's default)")
     train.add_argument("--quiet", action="store_true")
 
     translate = commands.add_parser("translate", help="translate sentences")
@@ -180,6 +189,7 @@ def _trained_on_path(saved, model_dir):
 def command_train(args):
     from bahdanau_keras import data, train
 
+    train.configure_threads(args.intra_op_threads, args.inter_op_threads)  # before any op
     data_path, source_column, target_column = args.data, args.source_column, args.target_column
     saved = None  # the training options of the model to resume
     if not args.resume and os.path.exists(os.path.join(args.model_dir, train.CONFIG_FILE)):
@@ -225,7 +235,7 @@ def command_train(args):
         vocab_size=args.vocab_size or (1000 if sample else 8000),
         checkpoint_every=checkpoint_every, max_steps=args.max_steps,
         time_limit=args.time_limit, mixed_precision=args.mixed_precision,
-        jit_compile=args.jit_compile, source_column=source_column,
+        jit_compile=args.jit_compile, loss_chunks=args.loss_chunks, source_column=source_column,
         target_column=target_column)
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     print(f"Training on {corpus.path}: {len(corpus.pairs):,} pairs", flush=True)

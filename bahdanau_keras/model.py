@@ -90,30 +90,46 @@ class Translator(keras.Model):
         return self.decoder(target_in, annotations, source_mask, initial_state,
                             training=training)
 
-    def loss_and_count(self, source, target, label_smoothing=0.0, training=False):
+    def loss_and_count(self, source, target, label_smoothing=0.0, training=False, chunks=1):
         """Summed cross-entropy over the real target tokens, and their number.
 
         `target` is `[batch, tgt_len]` holding `START y_1 ... y_n END` padded with 0; the model
         reads `target[:, :-1]` and predicts `target[:, 1:]`. The deep output and the vocabulary
         projection run once, after the step loop, on the real tokens only (`[num_tokens, ...]`).
+
+        `chunks` splits those tokens into that many independent pieces for the output layers
+        and the loss (the sum is the same): TensorFlow's executor runs independent pieces on
+        different cores at once, which a single large product with one intra-op thread per op
+        cannot (see `train.default_threads`), and the `[tokens, vocab]` logits are never all in
+        memory together.
         """
+        if not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 1:
+            raise ValueError(f"`chunks` must be a positive integer. Received: {chunks!r}")
         target_in, target_out = target[:, :-1], target[:, 1:]
         annotations, source_mask, initial_state = self.encoder(source, training=training)
         states, embedded, contexts, _ = self.decoder.teacher_forcing(
             target_in, annotations, source_mask, initial_state, training=training)
         real = tf.not_equal(target_out, PAD_ID)  # [batch, tgt_len - 1]
-        logits = self.decoder.output_logits(
-            tf.boolean_mask(states, real), tf.boolean_mask(embedded, real),
-            tf.boolean_mask(contexts, real), training=training)  # [num_tokens, vocab]
-        labels = tf.boolean_mask(target_out, real)  # [num_tokens]
-        logits = tf.cast(logits, tf.float32)
-        log_probs = tf.nn.log_softmax(logits)
-        nll = -tf.gather(log_probs, labels, batch_dims=1)
-        if label_smoothing:
-            # (1 - ε) NLL + ε × cross-entropy with the uniform distribution
-            nll = (1.0 - label_smoothing) * nll - label_smoothing * tf.reduce_mean(
-                log_probs, axis=-1)
-        return tf.reduce_sum(nll), tf.shape(labels)[0]
+        pieces = [tf.boolean_mask(x, real) for x in (states, embedded, contexts, target_out)]
+        count = tf.shape(pieces[-1])[0]  # real tokens
+        if chunks > 1:
+            # Sizes count // chunks, ..., and the remainder on the last piece (some may be 0).
+            sizes = [count // chunks] * (chunks - 1) + [count - (chunks - 1) * (count // chunks)]
+            pieces = zip(*(tf.split(x, sizes) for x in pieces))
+        else:
+            pieces = [pieces]
+        total = tf.constant(0.0)
+        for piece_states, piece_embedded, piece_contexts, labels in pieces:
+            logits = self.decoder.output_logits(
+                piece_states, piece_embedded, piece_contexts, training=training)
+            log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # [tokens, vocab]
+            nll = -tf.gather(log_probs, labels, batch_dims=1)
+            if label_smoothing:
+                # (1 - ε) NLL + ε × cross-entropy with the uniform distribution
+                nll = (1.0 - label_smoothing) * nll - label_smoothing * tf.reduce_mean(
+                    log_probs, axis=-1)
+            total += tf.reduce_sum(nll)
+        return total, count
 
     def get_config(self):
         return {**super().get_config(), **dataclasses.asdict(self.config)}

@@ -57,13 +57,15 @@ class TrainConfig:
     time_limit: float = 0.0  # stop after this many minutes of this run; 0 means no limit
     mixed_precision: bool = False  # float16 on GPU, bfloat16 elsewhere
     jit_compile: bool = False  # XLA-compile the training step
+    loss_chunks: int = 2  # independent pieces of the output layer and loss (see loss_and_count)
     source_column: int = 1  # corpus column of the source (1 is English in Anki files)
     target_column: int = 2  # corpus column of the target
     dev_fraction: float = 0.01  # share of source sentences held out for the dev loss
     test_fraction: float = 0.02  # share held out for evaluation, never trained on
 
     def __post_init__(self):
-        positive = ("epochs", "batch_size", "vocab_size", "max_length", "checkpoint_every")
+        positive = ("epochs", "batch_size", "vocab_size", "max_length", "checkpoint_every",
+                "loss_chunks")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -214,6 +216,57 @@ def seed_everything(seed):
     np.random.seed(seed)
 
 
+# -- threads ---------------------------------------------------------------------------------
+
+
+def default_threads():
+    """The `(intra_op, inter_op)` thread-pool sizes training uses on machines without a GPU:
+    half the cores (at least one) for each op, and two ops at a time.
+
+    TensorFlow's default gives every op all the cores. The training step's time loops are
+    chains of small products (`[batch, units] x [units, 3 units]`) and element-wise ops, which
+    gain less from being split over the cores than they lose in synchronisation, while
+    independent ops can run side by side instead: the encoder's two directions, the two
+    products of each gradient, the pieces of the loss (`TrainConfig.loss_chunks`). On the 2-core
+    machine of docs/benchmarks.md, `(1, 2)` trains about 15-20% faster than TensorFlow's `(2, 2)`
+    and uses less CPU time per token; on other machines measure with
+    `python -m bahdanau_keras.bench train --intra-op-threads N --inter-op-threads M`.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // 2), 2
+
+
+def configure_threads(intra_op=0, inter_op=0):
+    """Size TensorFlow's thread pools; call it before TensorFlow runs any op.
+
+    `0` means the default: `default_threads()` on a machine without a GPU, unless the
+    `TF_NUM_INTRAOP_THREADS` / `TF_NUM_INTEROP_THREADS` environment variables choose; with a GPU,
+    TensorFlow's own. Returns the `(intra_op, inter_op)` in effect (0: TensorFlow's default).
+    Once TensorFlow has started the sizes cannot change: a warning says so and they stay.
+    """
+    for name, value in (("intra_op", intra_op), ("inter_op", inter_op)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"`{name}` must be an integer >= 0. Received: {value!r}")
+    current = (tf.config.threading.get_intra_op_parallelism_threads(),
+               tf.config.threading.get_inter_op_parallelism_threads())
+    if not (intra_op or inter_op):
+        if (os.environ.get("TF_NUM_INTRAOP_THREADS") or os.environ.get("TF_NUM_INTEROP_THREADS")
+                or tf.config.list_physical_devices("GPU")):
+            return current
+    default_intra, default_inter = default_threads()
+    wanted = (intra_op or default_intra, inter_op or default_inter)
+    if wanted == current:
+        return current
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(wanted[0])
+        tf.config.threading.set_inter_op_parallelism_threads(wanted[1])
+    except RuntimeError:
+        logger.warning("TensorFlow has already started: its thread pools stay at %s (intra-op, "
+                       "inter-op; 0 is its default), not %s", current, wanted)
+        return current
+    return wanted
+
+
 # -- the step --------------------------------------------------------------------------------
 
 
@@ -229,20 +282,21 @@ def make_optimizer(config):
 
 
 def make_train_step(translator, optimizer, label_smoothing=0.0, strategy=None,
-                    jit_compile=False):
+                    jit_compile=False, loss_chunks=1):
     """A compiled teacher-forcing step `(source, target) -> (loss_sum, token_count)`.
 
     The gradient is that of the mean loss over the real target tokens of the whole (global)
     batch, also when the batch is split over the replicas of a `tf.distribute.Strategy`.
     `jit_compile` XLA-compiles the step on one replica; with several, the cross-replica sums
-    stay outside XLA and the step is not compiled (a warning says so).
+    stay outside XLA and the step is not compiled (a warning says so). `loss_chunks` is the
+    `chunks` of `Translator.loss_and_count` (the same loss and gradient, computed in pieces).
     """
     strategy = strategy or tf.distribute.get_strategy()
 
     def replica_step(source, target):
         with tf.GradientTape() as tape:
             loss_sum, count = translator.loss_and_count(
-                source, target, label_smoothing, training=True)
+                source, target, label_smoothing, training=True, chunks=loss_chunks)
             total = tf.distribute.get_replica_context().all_reduce("sum", count)
             loss = loss_sum / tf.maximum(tf.cast(total, tf.float32), 1.0)
             if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
@@ -473,7 +527,7 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
         logger.warning("No checkpoint in %s: starting from the beginning", checkpoint_dir)
 
     train_step = make_train_step(translator, optimizer, train_config.label_smoothing,
-                                 strategy, train_config.jit_compile)
+                                 strategy, train_config.jit_compile, train_config.loss_chunks)
     eval_step = make_eval_step(translator)
     dev_batches = data_lib.batches(dev_source, dev_target, 64, shuffle=False)
     batches_per_epoch = int(data_lib.batches(

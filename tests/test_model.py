@@ -6,6 +6,7 @@ length 9 (`START y_1 ... y_n END` padded with 0).
 """
 
 import dataclasses
+import re
 
 import keras
 import numpy as np
@@ -134,6 +135,36 @@ def test_loss_and_count_equals_masked_cross_entropy(model, label_smoothing):
         keras.ops.one_hot(target[:, 1:], SIZES["target_vocab_size"]), logits,
         sample_weight=real.astype(np.float32))
     np.testing.assert_allclose(float(loss), float(keras_loss), rtol=1e-5)
+
+
+@pytest.mark.parametrize("chunks", [2, 3, 64])
+def test_loss_in_chunks_equals_the_loss_in_one_piece(model, chunks):
+    # 64 chunks > the real tokens: some pieces are empty and add nothing.
+    source, target = make_batch(seed=4)
+    variables = model.trainable_variables
+
+    def loss_and_gradients(pieces):
+        with tf.GradientTape() as tape:
+            loss, count = model.loss_and_count(source, target, label_smoothing=0.1,
+                                               chunks=pieces)
+        return loss, count, tape.gradient(loss, variables)
+
+    loss, count, gradients = loss_and_gradients(1)
+    chunked_loss, chunked_count, chunked_gradients = loss_and_gradients(chunks)
+    assert int(chunked_count) == int(count)
+    np.testing.assert_allclose(float(chunked_loss), float(loss), rtol=1e-5)
+    for variable, expected, got in zip(variables, gradients, chunked_gradients):
+        np.testing.assert_allclose(tf.convert_to_tensor(got).numpy(),
+                                   tf.convert_to_tensor(expected).numpy(),
+                                   rtol=1e-4, atol=1e-6, err_msg=variable.path)
+
+
+@pytest.mark.parametrize("chunks", [0, -1, 1.5, True])
+def test_loss_rejects_a_bad_number_of_chunks(model, chunks):
+    source, target = make_batch(seed=4)
+    with pytest.raises(ValueError, match=f"`chunks` must be a positive integer. Received: "
+                                         f"{re.escape(repr(chunks))}"):
+        model.loss_and_count(source, target, chunks=chunks)
 
 
 def test_loss_ignores_padding(model):

@@ -263,10 +263,72 @@ def test_resume_refuses_another_corpus(corpus_file, reference, tmp_path):
 
 def test_train_config_validation():
     for bad in (dict(epochs=0), dict(batch_size=-1), dict(patience=-1),
-                dict(learning_rate=0.0), dict(label_smoothing=1.0),
+                dict(learning_rate=0.0), dict(label_smoothing=1.0), dict(loss_chunks=0),
                 dict(dev_fraction=0.6, test_fraction=0.5)):
         with pytest.raises(ValueError):
             train.TrainConfig(**bad)
+
+
+def threads_in_fresh_process(code, **env):
+    """Run `code` (which prints a result) in a new interpreter, where TensorFlow has not
+    started; returns the last line printed and the standard error."""
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
+    environment.update(env, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=environment, timeout=120)
+    assert process.returncode == 0, process.stderr[-2000:]
+    return process.stdout.strip().splitlines()[-1], process.stderr
+
+
+CONFIGURE = ("import json\nimport tensorflow as tf\nfrom bahdanau_keras import train\n"
+             "print(json.dumps([train.configure_threads({args}), train.default_threads(), "
+             "[tf.config.threading.get_intra_op_parallelism_threads(), "
+             "tf.config.threading.get_inter_op_parallelism_threads()]]))")
+
+
+def configure_in_fresh_process(args="", **env):
+    """`(returned, default_threads(), in effect)` of `configure_threads(args)` run first thing
+    in a new interpreter."""
+    line, _ = threads_in_fresh_process(CONFIGURE.format(args=args), **env)
+    return [tuple(sizes) for sizes in json.loads(line)]
+
+
+def test_configure_threads_uses_the_cpu_default_before_tensorflow_starts():
+    returned, default, in_effect = configure_in_fresh_process()
+    cores = len(os.sched_getaffinity(0))
+    assert default == (max(1, cores // 2), 2)
+    assert returned == default == in_effect
+
+
+def test_configure_threads_explicit_sizes_and_environment_variables():
+    returned, _, in_effect = configure_in_fresh_process("3, 1")
+    assert returned == in_effect == (3, 1)
+    # The environment variables chosen by the user win over the default (TensorFlow reads them
+    # itself; its API then reports 0, "its default")...
+    returned, _, in_effect = configure_in_fresh_process(
+        TF_NUM_INTRAOP_THREADS="3", TF_NUM_INTEROP_THREADS="1")
+    assert returned == in_effect == (0, 0)
+    # ...but not over sizes given explicitly; one size given takes the default for the other.
+    returned, default, in_effect = configure_in_fresh_process("1, 0", TF_NUM_INTRAOP_THREADS="3")
+    assert returned == in_effect == (1, default[1])
+
+
+def test_configure_threads_after_tensorflow_started_warns_and_keeps_the_pools(caplog):
+    tf.constant(1.0) + 1.0  # TensorFlow has started in this process
+    current = (tf.config.threading.get_intra_op_parallelism_threads(),
+               tf.config.threading.get_inter_op_parallelism_threads())
+    wanted = (current[0] + 1, current[1] + 1)
+    with caplog.at_level("WARNING", logger="bahdanau_keras"):
+        assert train.configure_threads(*wanted) == current
+    assert "already started" in caplog.text and str(wanted) in caplog.text
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "2", True])
+def test_configure_threads_rejects_bad_sizes(bad):
+    with pytest.raises(ValueError, match=f"`intra_op` must be an integer >= 0. Received: "
+                                         f"{bad!r}"):
+        train.configure_threads(bad, 0)
 
 
 def test_latest_checkpoint_without_a_readable_list(tmp_path):
