@@ -165,11 +165,15 @@ def make_strategy(name):
 # -- train ------------------------------------------------------------------------------------
 
 
-def configure_threads(args):
-    """The project's thread pools (`train.configure_threads`), as `bahdanau-keras train` sets
-    them; returns a description for the output."""
+def configure_threads(args, training):
+    """The thread pools: for `training`, `train.configure_threads` as `bahdanau-keras train`
+    sets them; for decoding, TensorFlow's default as `bahdanau-keras translate` keeps it (beam
+    search multiplies the rows of every product, which then gains from all cores), unless
+    sizes are given. Returns a description for the output."""
     from bahdanau_keras import train
 
+    if not training and not (args.intra_op_threads or args.inter_op_threads):
+        return "threads: TensorFlow's default"
     intra, inter = train.configure_threads(args.intra_op_threads, args.inter_op_threads)
     return f"threads {intra or 'default'} intra-op, {inter or 'default'} inter-op"
 
@@ -197,7 +201,7 @@ def bench_train(args, out=print):
     import keras
     import tensorflow as tf
 
-    threads = configure_threads(args)
+    threads = configure_threads(args, training=True)
 
     from bahdanau_keras import data, train
     from bahdanau_keras.model import Translator
@@ -331,7 +335,7 @@ def bench_decode(args, out=print):
 
     from bahdanau_keras.decode import beam_search_decode, greedy_decode
 
-    threads = configure_threads(args)
+    threads = configure_threads(args, training=False)
     translator, batches, note = decode_batches(args)
     spec = tf.TensorSpec([None, None], tf.int32)
     greedy = tf.function(lambda s: greedy_decode(translator, s)["tokens"],
@@ -482,10 +486,11 @@ def build_parser():
         command.add_argument("--batch-size", type=positive_int, default=64)
         command.add_argument("--seed", type=int, default=0)
         command.add_argument("--intra-op-threads", type=non_negative_int, default=0,
-                             help="threads of each TensorFlow op (0: as `bahdanau-keras "
-                                  "train`, train.default_threads)")
+                             help="threads of each TensorFlow op (0: as the project's own "
+                                  "command: train.default_threads for training, "
+                                  "TensorFlow's default for decoding)")
         command.add_argument("--inter-op-threads", type=non_negative_int, default=0,
-                             help="TensorFlow ops run at once (0: as `bahdanau-keras train`)")
+                             help="TensorFlow ops run at once (0: as the project's own command)")
         if steps:
             command.add_argument("--steps", type=positive_int, default=100,
                                  help="timed training steps")
