@@ -189,7 +189,7 @@ def matmul_rate_in_fresh_process(size):
     process = subprocess.run(
         [sys.executable, "-c",
          f"from bahdanau_keras.bench import matmul_rate; print(matmul_rate({int(size)}))"],
-        capture_output=True, text=True, env=env)
+        capture_output=True, text=True, env=env, timeout=600)
     if process.returncode:
         raise RuntimeError("the reference matrix product failed: "
                            + " | ".join(process.stderr.strip().splitlines()[-3:]))
@@ -429,7 +429,7 @@ def compare(args, out=print):
             rows.append((os.path.basename(ids), name, best, rates[name],
                          project / best if project and best else None))
     out("")
-    label = "best of each round's figure" if args.repeats > 1 else "one run each"
+    label = f"best of {args.repeats} rounds" if args.repeats > 1 else "one run each"
     out(f"target tokens/s ({label}; every round's figure in brackets)")
     out(f"{'ids':<16} {'implementation':<22} {'target tokens/s':>16} {'bahdanau_keras ×':>17}")
     for ids, name, rate, all_rates, ratio in rows:

@@ -112,13 +112,14 @@ def build_parser():
                             "GPU (docs/benchmarks.md)")
     train.add_argument("--loss-chunks", type=positive_int, default=2,
                        help="independent pieces of the output layer and loss, which run on "
-                            "several cores at once (the same loss)")
+                            "several cores at once (the same loss; 1 with --jit-compile)")
     train.add_argument("--intra-op-threads", type=non_negative_int, default=0,
-                       help="threads of each TensorFlow op (0: half the cores without a GPU, "
-                            "else TensorFlow's default)")
+                       help="threads of each TensorFlow op (both 0: half the cores without a "
+                            "GPU unless TF_NUM_INTRAOP_THREADS is set, else TensorFlow's "
+                            "default; one given: the other as without a GPU)")
     train.add_argument("--inter-op-threads", type=non_negative_int, default=0,
-                       help="TensorFlow ops run at once (0: 2 without a GPU, else "
-                            "TensorFlow's default)")
+                       help="TensorFlow ops run at once (both 0: 2 without a GPU unless "
+                            "TF_NUM_INTEROP_THREADS is set, else TensorFlow's default)")
     train.add_argument("--quiet", action="store_true")
 
     translate = commands.add_parser("translate", help="translate sentences")

@@ -100,8 +100,8 @@ class Translator(keras.Model):
         `chunks` splits those tokens into that many independent pieces for the output layers
         and the loss (the sum is the same): TensorFlow's executor runs independent pieces on
         different cores at once, which a single large product with one intra-op thread per op
-        cannot (see `train.default_threads`), and the `[tokens, vocab]` logits are never all in
-        memory together.
+        cannot (see `train.default_threads`). The sizes must be known when the graph runs, not
+        when it is compiled: XLA (`jit_compile`) needs `chunks=1`.
         """
         if not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 1:
             raise ValueError(f"`chunks` must be a positive integer. Received: {chunks!r}")
@@ -113,8 +113,9 @@ class Translator(keras.Model):
         pieces = [tf.boolean_mask(x, real) for x in (states, embedded, contexts, target_out)]
         count = tf.shape(pieces[-1])[0]  # real tokens
         if chunks > 1:
-            # Sizes count // chunks, ..., and the remainder on the last piece (some may be 0).
-            sizes = [count // chunks] * (chunks - 1) + [count - (chunks - 1) * (count // chunks)]
+            # count // chunks or one more each (the first count % chunks pieces); some may be 0.
+            sizes = [count // chunks + tf.cast(i < count % chunks, tf.int32)
+                     for i in range(chunks)]
             pieces = zip(*(tf.split(x, sizes) for x in pieces))
         else:
             pieces = [pieces]

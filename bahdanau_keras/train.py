@@ -65,7 +65,7 @@ class TrainConfig:
 
     def __post_init__(self):
         positive = ("epochs", "batch_size", "vocab_size", "max_length", "checkpoint_every",
-                "loss_chunks")
+                    "loss_chunks")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -228,8 +228,8 @@ def default_threads():
     gain less from being split over the cores than they lose in synchronisation, while
     independent ops can run side by side instead: the encoder's two directions, the two
     products of each gradient, the pieces of the loss (`TrainConfig.loss_chunks`). On the 2-core
-    machine of docs/benchmarks.md, `(1, 2)` trains about 15-20% faster than TensorFlow's `(2, 2)`
-    and uses less CPU time per token; on other machines measure with
+    machine of docs/benchmarks.md, `(1, 2)` trains about 11% faster than TensorFlow's `(2, 2)`
+    (with the loss in 2 chunks) and uses less CPU time per token; on other machines measure with
     `python -m bahdanau_keras.bench train --intra-op-threads N --inter-op-threads M`.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -239,9 +239,10 @@ def default_threads():
 def configure_threads(intra_op=0, inter_op=0):
     """Size TensorFlow's thread pools; call it before TensorFlow runs any op.
 
-    `0` means the default: `default_threads()` on a machine without a GPU, unless the
+    With both sizes `0`: `default_threads()` on a machine without a GPU, unless the
     `TF_NUM_INTRAOP_THREADS` / `TF_NUM_INTEROP_THREADS` environment variables choose; with a GPU,
-    TensorFlow's own. Returns the `(intra_op, inter_op)` in effect (0: TensorFlow's default).
+    TensorFlow's own. With one size given, the other is that of `default_threads()`. Returns the
+    `(intra_op, inter_op)` in effect (0: TensorFlow's default).
     Once TensorFlow has started the sizes cannot change: a warning says so and they stay.
     """
     for name, value in (("intra_op", intra_op), ("inter_op", inter_op)):
@@ -289,9 +290,13 @@ def make_train_step(translator, optimizer, label_smoothing=0.0, strategy=None,
     batch, also when the batch is split over the replicas of a `tf.distribute.Strategy`.
     `jit_compile` XLA-compiles the step on one replica; with several, the cross-replica sums
     stay outside XLA and the step is not compiled (a warning says so). `loss_chunks` is the
-    `chunks` of `Translator.loss_and_count` (the same loss and gradient, computed in pieces).
+    `chunks` of `Translator.loss_and_count` (the same loss and gradient, computed in pieces);
+    an XLA-compiled step computes the loss in one piece (XLA cannot split by the number of
+    real tokens, which it does not know when compiling).
     """
     strategy = strategy or tf.distribute.get_strategy()
+    if jit_compile and strategy.num_replicas_in_sync == 1:
+        loss_chunks = 1
 
     def replica_step(source, target):
         with tf.GradientTape() as tape:
@@ -372,7 +377,7 @@ def prepare(model_dir, corpus, model_config_overrides, train_config, resume=Fals
             saved_train_config, epochs=train_config.epochs, max_steps=train_config.max_steps,
             time_limit=train_config.time_limit, patience=train_config.patience,
             checkpoint_every=train_config.checkpoint_every,
-            learning_rate=train_config.learning_rate)
+            learning_rate=train_config.learning_rate, loss_chunks=train_config.loss_chunks)
         source_tokenizer, target_tokenizer = _load_tokenizers(model_dir)
         # The data position in the checkpoints indexes this corpus: another one cannot resume.
         expected = data.get("pairs_sha1") or data.get("pairs")

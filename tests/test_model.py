@@ -159,6 +159,30 @@ def test_loss_in_chunks_equals_the_loss_in_one_piece(model, chunks):
                                    rtol=1e-4, atol=1e-6, err_msg=variable.path)
 
 
+def test_loss_in_chunks_in_a_tf_function_and_without_real_tokens(model):
+    source, target = make_batch(seed=5)
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[spec, spec])
+    def chunked(s, t):
+        with tf.GradientTape() as tape:
+            loss, count = model.loss_and_count(s, t, chunks=3)
+        return loss, count, tape.gradient(loss, model.trainable_variables)
+
+    loss, count = model.loss_and_count(source, target)
+    chunked_loss, chunked_count, _ = chunked(source, target)
+    assert int(chunked_count) == int(count)
+    np.testing.assert_allclose(float(chunked_loss), float(loss), rtol=1e-5)
+    # A batch with no real target token (only START, then padding): nothing to learn.
+    empty_target = np.zeros_like(target)
+    empty_target[:, 0] = START_ID
+    empty_loss, empty_count, gradients = chunked(source, empty_target)
+    assert int(empty_count) == 0 and float(empty_loss) == 0.0
+    for gradient in gradients:
+        assert gradient is not None
+        assert not np.any(tf.convert_to_tensor(gradient).numpy())
+
+
 @pytest.mark.parametrize("chunks", [0, -1, 1.5, True])
 def test_loss_rejects_a_bad_number_of_chunks(model, chunks):
     source, target = make_batch(seed=4)

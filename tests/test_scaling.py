@@ -112,7 +112,9 @@ MIXED_AND_JIT = COMMON + textwrap.dedent(f"""
     model = Translator(40, 50, **{TINY})
     optimizer = train.make_optimizer(train.TrainConfig(learning_rate=1e-2, jit_compile=True))
     optimizer.build(model.trainable_variables)
-    step = train.make_train_step(model, optimizer, jit_compile=True)
+    # With the loss chunks of `train`'s default configuration (one piece under XLA).
+    step = train.make_train_step(model, optimizer, jit_compile=True,
+                                 loss_chunks=train.TrainConfig().loss_chunks)
     source, target = fixed_batch(8)
     losses = []
     for _ in range(8):

@@ -362,3 +362,8 @@ def test_resume_a_finished_run_with_more_epochs(corpus_file, reference, tmp_path
     assert records[2]["tokens_per_s"] > 0
     _, state = latest_state(model_dir)
     assert state["step/.ATTRIBUTES/VARIABLE_VALUE"] == 3 * per_epoch
+    # How the step runs may change on resume too: the loss chunks (the same loss) are taken.
+    assert train.read_config(str(model_dir))[1].loss_chunks == 2
+    *_, resumed_config = train.prepare(str(model_dir), data.read_corpus(str(corpus_file)), None,
+                                       train.TrainConfig(loss_chunks=3), resume=True)
+    assert resumed_config.loss_chunks == 3
