@@ -237,7 +237,6 @@ def bench_train(args, out=print):
 
     tokens = sentences = 0
     model_flops = executed_flops = loss_total = 0.0
-    started = cpu_started = None
     # An explicit iterator, dropped only after the clock stops: tearing down a tf.data iterator
     # that is still prefetching can take seconds, and must not count as training time.
     iterator = iter(batches)
