@@ -141,14 +141,9 @@ def export_model_dir(model_dir, output, keras_path=None):
     Keras `Translator` in the native `.keras` format."""
     import shutil
 
-    from bahdanau_keras.train import CONFIG_FILE, TrainingError, load_trained
+    from bahdanau_keras.train import CONFIG_FILE, load_trained
 
-    try:
-        trained = load_trained(model_dir)
-    except (tf.errors.OpError, ValueError, OSError, IndexError) as error:
-        # e.g. a truncated checkpoint ("Read less bytes than requested")
-        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        raise TrainingError(f"{model_dir}: corrupt model directory ({message})") from None
+    trained = load_trained(model_dir)  # a TrainingError names what is unreadable
     module = TranslatorModule(trained.translator, trained.source_tokenizer,
                               trained.target_tokenizer)
     export(module, output)

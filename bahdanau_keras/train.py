@@ -173,10 +173,11 @@ def _pairs_digest(pairs):
 
 def load_trained(model_dir, which="best"):
     """Read a model directory: the weights of `best/` (or `checkpoints/` if there is none, or
-    with `which="latest"`), the tokenizers and the configuration."""
+    with `which="latest"`), the tokenizers and the configuration. Whatever is unreadable
+    raises a `TrainingError` naming the file."""
     model_config, train_config, data = read_config(model_dir)
     source_tokenizer, target_tokenizer = _load_tokenizers(model_dir)
-    translator = Translator.from_model_config(model_config)
+    translator = Translator.from_model_config(model_config)  # read_config validated it
     directories = ["best", "checkpoints"] if which == "best" else ["checkpoints"]
     for name in directories:
         path = _latest_checkpoint(os.path.join(model_dir, name))

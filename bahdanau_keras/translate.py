@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from bahdanau_keras.train import CONFIG_FILE, TrainingError
+from bahdanau_keras.train import CONFIG_FILE, TrainingError, _first_line
 
 
 def read_sentences(arguments, input_path=None, stdin=None):
@@ -45,7 +45,6 @@ class Translation:
     @classmethod
     def open(cls, path):
         """Open a model directory (with `config.json`) or an exported SavedModel."""
-        import tensorflow as tf
 
         if not os.path.isdir(path):
             raise TrainingError(f"{path}: no such model directory")
@@ -53,12 +52,7 @@ class Translation:
             from bahdanau_keras.export import TranslatorModule
             from bahdanau_keras.train import load_trained
 
-            try:
-                trained = load_trained(path)
-            except (tf.errors.OpError, ValueError, OSError, IndexError) as error:
-                # e.g. a truncated checkpoint ("Read less bytes than requested")
-                raise TrainingError(f"{path}: corrupt model directory ({_first_line(error)})"
-                                    ) from None
+            trained = load_trained(path)  # a TrainingError names what is unreadable
             module = TranslatorModule(
                 trained.translator, trained.source_tokenizer, trained.target_tokenizer)
             return cls(module, path)
@@ -109,11 +103,6 @@ class Translation:
             for i, result in zip(chosen, _to_python(out)):
                 results[i] = result
         return results
-
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _to_python(out):
