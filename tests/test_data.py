@@ -11,6 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bahdanau_keras import data
 from bahdanau_keras.data import CorpusError, read_corpus
@@ -386,6 +388,34 @@ def test_batches_iterator_resumes_from_a_checkpoint(ids, tmp_path):
     tf.train.Checkpoint(data=fresh).read(path).assert_consumed()
     tail = [(int(e), s.numpy().tolist()) for e, s, _ in fresh]
     assert head + tail == expected
+
+
+def streamed_batches(order, lengths, boundaries, batch_size):
+    """Reference for `data._length_batches`: the pairs arrive one at a time in `order`; each
+    joins its length bucket, whose batch leaves when full; at the end the incomplete batches
+    leave in bucket order."""
+    buckets, batches = {}, []
+    for index in order:
+        bucket = buckets.setdefault(int(np.searchsorted(boundaries, lengths[index], "right")), [])
+        bucket.append(int(index))
+        if len(bucket) == batch_size:
+            batches.append(bucket[:])
+            bucket.clear()
+    return batches + [buckets[b] for b in sorted(buckets) if buckets[b]]
+
+
+@settings(max_examples=40, deadline=None)
+@given(lengths=st.lists(st.integers(1, 60), min_size=1, max_size=300),
+       batch_size=st.integers(1, 20), seed=st.integers(0, 2**16))
+def test_length_batches_equal_streaming_into_buckets(lengths, batch_size, seed):
+    lengths = np.array(lengths, np.int64)
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    boundaries = data.length_buckets(int(lengths.max()))
+    indices, starts, sizes = data._length_batches(
+        tf.constant(order), tf.constant(lengths[order]), boundaries, batch_size)
+    indices = indices.numpy()
+    got = [indices[a:a + n].tolist() for a, n in zip(starts.numpy(), sizes.numpy())]
+    assert got == streamed_batches(order, lengths, boundaries, batch_size)
 
 
 def test_batches_of_nothing():
