@@ -139,6 +139,12 @@ class BahdanauAttention(keras.layers.Layer):
         if keys is None:
             keys = self.project_keys(values)  # U_a h_j: [batch, src_len, units]
         projected_query = self.project_query(query)  # W_a s_{i-1}: [batch, (tgt_len,) units]
+        return self.attend(projected_query, values, mask, keys)
+
+    def attend(self, projected_query, values, mask, keys):
+        """Steps 2 to 4 from an already projected query `W_a s_{i-1}` and keys `U_a h_j`:
+        `(context, attention_weights)` as `call` returns them. A caller that computes
+        `W_a s_{i-1}` itself (the decoder's training loop does) uses this."""
         scores = self.score(projected_query, keys)  # e_ij
         weights = self.masked_softmax(scores, mask)  # α_ij
         values = tf.cast(values, weights.dtype)

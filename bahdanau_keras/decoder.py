@@ -130,23 +130,44 @@ class Decoder(keras.Model):
         return tf.reshape(projected, tf.concat([tf.shape(embedded)[:-1], [3 * self.units]], 0))
 
     def loop_kernels(self):
-        """`(C, [U_z; U_r], U)`: the kernels the step reads, sliced once outside the time loop
-        (a slice taken inside the loop has a full-size `[units, 3 units]` gradient at every
-        step)."""
-        recurrent_kernel = self._weight(self.recurrent_kernel)
-        return (self._weight(self.context_kernel), recurrent_kernel[:, : 2 * self.units],
-                recurrent_kernel[:, 2 * self.units:])
+        """`(C, [U_z; U_r], U, W_a)`: the kernels the step reads, split once outside the time
+        loop (a slice taken inside the loop has a full-size `[units, 3 units]` gradient at
+        every step). `W_a` is `None` when the attention layer is not a `BahdanauAttention`
+        (the step then calls the layer, which projects the query itself)."""
+        # tf.split, not two slices: its gradient is one concatenation, where each slice's
+        # gradient would be a zero-filled full-size kernel.
+        recurrent_gates, recurrent_candidate = tf.split(
+            self._weight(self.recurrent_kernel), [2 * self.units, self.units], axis=1)
+        query_kernel = None
+        if isinstance(self.attention, BahdanauAttention):
+            query_kernel = self._weight(self.attention.query_dense.kernel)
+        return (self._weight(self.context_kernel), recurrent_gates, recurrent_candidate,
+                query_kernel)
 
     def cell(self, projected_input, state, keys, annotations, source_mask, kernels=None):
         """One decoder step from `s_{i-1}` (`state`, `[batch, units]`) and the projected input.
 
         Returns `(s_i, c_i, α_i)`: `[batch, units]`, `[batch, context_dim]`, `[batch, src_len]`.
         """
+        return self._cell(projected_input, state, keys, annotations, source_mask,
+                          kernels or self.loop_kernels())[:3]
+
+    def _cell(self, projected_input, state, keys, annotations, source_mask, kernels,
+              query_offset=None):
+        """`cell`, also returning `r_i ∘ s_{i-1}`; `query_offset` (`[batch, attention_units]`)
+        is added to `W_a s_{i-1}` (the training loop adds zeros there to read the gradient of
+        `W_a s_{i-1}`)."""
+        context_kernel, recurrent_gates, recurrent_candidate, query_kernel = kernels
         # c_i and α_i from s_{i-1} (keys = U_a h_j were computed once per source batch).
-        context, weights = self.attention(state, annotations, mask=source_mask, keys=keys)
+        if query_kernel is None:
+            context, weights = self.attention(state, annotations, mask=source_mask, keys=keys)
+        else:
+            projected_query = tf.matmul(state, query_kernel)  # W_a s_{i-1}
+            if query_offset is not None:
+                projected_query += query_offset
+            context, weights = self.attention.attend(
+                projected_query, annotations, source_mask, keys)
         units = self.units
-        # `kernels` from `loop_kernels()`, computed once outside a time loop.
-        context_kernel, recurrent_gates, recurrent_candidate = kernels or self.loop_kernels()
         # [batch, 3 units]
         gates_input = projected_input + tf.matmul(context, context_kernel)
         gates_input, candidate_input = tf.split(gates_input, [2 * units, units], axis=-1)
@@ -154,10 +175,11 @@ class Decoder(keras.Model):
         gates = tf.sigmoid(gates_input + tf.matmul(state, recurrent_gates))
         update_gate, reset_gate = tf.split(gates, 2, axis=-1)  # z_i, r_i
         # s̃_i = tanh(W E y_{i-1} + U [r_i ∘ s_{i-1}] + C c_i)
-        candidate = tf.tanh(candidate_input + tf.matmul(reset_gate * state, recurrent_candidate))
+        reset_state = reset_gate * state
+        candidate = tf.tanh(candidate_input + tf.matmul(reset_state, recurrent_candidate))
         # s_i = (1 - z_i) ∘ s_{i-1} + z_i ∘ s̃_i
         new_state = (1.0 - update_gate) * state + update_gate * candidate
-        return new_state, context, weights
+        return new_state, context, weights, reset_state
 
     def output_logits(self, states, embedded, contexts, training=None):
         """Deep output: `t̃ = U_o s_i + V_o E y_{i-1} + C_o c_i`, `t = maxout(t̃)`, `W_o t`.
@@ -193,25 +215,103 @@ class Decoder(keras.Model):
         initial_state = tf.cast(initial_state, self.compute_dtype)
         projected = self.project_inputs(embedded)  # [batch, tgt_len, 3 units]
         keys = self.attention.project_keys(annotations)  # U_a h_j: [batch, src_len, att]
-        batch = tf.shape(annotations)[0]
-        kernels = self.loop_kernels()
-
-        def step(carry, projected_input):
-            state = carry[0]
-            return self.cell(projected_input, state, keys, annotations, source_mask, kernels)
-
-        initializer = (
-            initial_state,
-            tf.zeros([batch, tf.shape(annotations)[2]], annotations.dtype),
-            tf.zeros([batch, tf.shape(annotations)[1]], annotations.dtype),
-        )
-        # tf.scan is one tf.while_loop in the graph, over time-major inputs [tgt_len, batch, ...]
-        states, contexts, weights = tf.scan(
-            step, tf.transpose(projected, [1, 0, 2]), initializer=initializer)
+        states, contexts, weights = self.time_loop(
+            tf.transpose(projected, [1, 0, 2]), keys, annotations, source_mask, initial_state,
+            self.loop_kernels())
         states = tf.transpose(states, [1, 0, 2])
         contexts = tf.transpose(contexts, [1, 0, 2])
         weights = tf.transpose(weights, [1, 0, 2])
         return states, embedded, contexts, weights
+
+    # Set to False to let TensorFlow differentiate the loop step by step (the tests' reference).
+    hoist_weight_gradients = True
+
+    def time_loop(self, projected, keys, annotations, source_mask, initial_state, kernels):
+        """The step loop over time-major projected inputs `[tgt_len, batch, 3 units]`.
+
+        One `tf.scan` (a `tf.while_loop` in the graph). Returns time-major
+        `(states, contexts, attention_weights)`.
+
+        Its gradient is TensorFlow's, except for the kernels multiplied at every step (`C`,
+        `[U_z; U_r]`, `U`, `W_a`): differentiated step by step, each would cost a
+        `[units, batch] x [batch, 3 units]` product per step (a short inner dimension, slow),
+        summed across steps. Instead the loop treats them as constants and their gradients
+        are computed after it, each as one product over every step at once: the gradient of
+        `x_i K` is `Σ_i x_i^T g_i`, where `g_i` is the gradient of the product's output, which
+        for `C`, `[U_z; U_r]` and `U` is the gradient of the projected input it is added to,
+        and for `W_a` that of a zero offset added to `W_a s_{i-1}`.
+        """
+        batch = tf.shape(annotations)[0]
+        initializer = (
+            initial_state,
+            tf.zeros([batch, tf.shape(annotations)[2]], annotations.dtype),
+            tf.zeros([batch, tf.shape(annotations)[1]], annotations.dtype),
+            tf.zeros_like(initial_state),
+        )
+        if not self.hoist_weight_gradients:
+            def step(carry, projected_input):
+                return self._cell(projected_input, carry[0], keys, annotations, source_mask,
+                                  kernels)
+
+            return tf.scan(step, projected, initializer=initializer)[:3]
+
+        units = self.units
+        query_kernel = kernels[3]
+        kernels = [kernel for kernel in kernels if kernel is not None]
+
+        @tf.custom_gradient
+        def loop(projected, keys, annotations, initial_state, *kernels):
+            inputs = [projected, keys, annotations, initial_state]
+            if query_kernel is not None:
+                # Zeros added to W_a s_{i-1}: their gradient is that of W_a s_{i-1}.
+                offsets = tf.zeros(tf.concat(
+                    [tf.shape(projected)[:2], [self.attention_units]], axis=0), projected.dtype)
+                inputs.append(offsets)
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+
+                def step(carry, elems):
+                    constant = [tf.stop_gradient(kernel) for kernel in kernels]
+                    if query_kernel is None:
+                        return self._cell(elems, carry[0], keys, annotations, source_mask,
+                                          constant + [None])
+                    projected_input, offset = elems
+                    return self._cell(projected_input, carry[0], keys, annotations,
+                                      source_mask, constant, offset)
+
+                states, contexts, weights, reset_states = tf.scan(
+                    step, projected if query_kernel is None else (projected, offsets),
+                    initializer=(initial_state,) + initializer[1:])
+
+            def grad(d_states, d_contexts, d_weights, variables=None):
+                outputs = [states, contexts, weights]
+                output_grads = [tf.zeros_like(x) if g is None else g
+                                for x, g in zip(outputs, (d_states, d_contexts, d_weights))]
+                sources = inputs + list(variables or [])
+                grads = tape.gradient(outputs, sources, output_gradients=output_grads,
+                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                d_projected = grads[0]  # [tgt_len, batch, 3 units]
+                previous_states = tf.concat([initial_state[None], states[:-1]], axis=0)
+
+                def summed_product(x, g):  # Σ_i x_i^T g_i as one product
+                    return tf.matmul(tf.reshape(x, [-1, x.shape[-1]]),
+                                     tf.reshape(g, [-1, g.shape[-1]]), transpose_a=True)
+
+                kernel_grads = [
+                    summed_product(contexts, d_projected),  # C
+                    summed_product(previous_states, d_projected[..., :2 * units]),  # [U_z; U_r]
+                    summed_product(reset_states, d_projected[..., 2 * units:]),  # U
+                ]
+                if query_kernel is not None:
+                    kernel_grads.append(summed_product(previous_states, grads[4]))  # W_a
+                input_grads = grads[:4] + kernel_grads
+                if variables:
+                    return input_grads, grads[len(inputs):]
+                return input_grads
+
+            return (states, contexts, weights), grad
+
+        return loop(projected, keys, annotations, initial_state, *kernels)
 
     def call(self, target_in, annotations, source_mask=None, initial_state=None, training=None):
         if initial_state is None:

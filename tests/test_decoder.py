@@ -16,6 +16,7 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bahdanau_keras.attention import BahdanauAttention
 from bahdanau_keras.decoder import Decoder
 from bahdanau_keras.text import PAD_ID, START_ID
 from bahdanau_keras.train import seed_everything
@@ -344,13 +345,13 @@ def trace_call(decoder, tgt_len):
 
 def test_teacher_forcing_is_one_while_loop(plain_decoder, monkeypatch):
     cell_calls = []
-    original_cell = plain_decoder.cell
+    original_cell = plain_decoder._cell
 
     def counting_cell(*args, **kwargs):
         cell_calls.append(1)
         return original_cell(*args, **kwargs)
 
-    monkeypatch.setattr(plain_decoder, "cell", counting_cell)
+    monkeypatch.setattr(plain_decoder, "_cell", counting_cell)
     short, long = trace_call(plain_decoder, 2), trace_call(plain_decoder, 11)
     # The step is traced once per graph, whatever the target length: no Python loop over time.
     assert len(cell_calls) == 2
@@ -366,20 +367,19 @@ def test_teacher_forcing_is_one_while_loop(plain_decoder, monkeypatch):
 
 
 def test_step_invariant_work_is_outside_the_loop(plain_decoder):
-    """The loop body reads only W_a and v_a: C and U are read (and sliced) once before the
-    loop, and the key projection U_a h, the embedding, the input projection, the deep output
-    and the vocabulary projection run outside it."""
+    """The loop body reads only v_a: W_a, C and U are read (and split) once before the loop,
+    and the key projection U_a h, the embedding, the input projection, the deep output and
+    the vocabulary projection run outside it."""
     graph = trace_call(plain_decoder, 6).graph
     (loop,) = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
     body = graph._functions[loop.get_attr("body").name].graph
     read_shapes = sorted(tuple(op.outputs[0].shape) for op in body.get_operations()
                          if op.type == "ReadVariableOp")
     attention = plain_decoder.attention
-    expected = sorted(tuple(v.shape) for v in (
-        attention.query_dense.kernel, attention.score_vector))
-    assert read_shapes == expected
+    assert read_shapes == [tuple(attention.score_vector.shape)]
     outer_reads = {tuple(op.outputs[0].shape) for op in graph.get_operations()
                    if op.type == "ReadVariableOp"}
+    assert tuple(attention.query_dense.kernel.shape) in outer_reads
     assert tuple(plain_decoder.context_kernel.shape) in outer_reads
     assert tuple(plain_decoder.recurrent_kernel.shape) in outer_reads
     body_types = {op.type for op in body.get_operations()}
@@ -387,6 +387,124 @@ def test_step_invariant_work_is_outside_the_loop(plain_decoder):
     # Nothing in the body has a vocabulary-sized axis.
     assert not [op for op in body.get_operations()
                 for out in op.outputs if VOCAB in tuple(out.shape)]
+
+
+class DotAttention(keras.layers.Layer):
+    """A minimal non-Bahdanau attention (`e_ij = s_{i-1}^T W h_j`) that reads a variable at
+    every step: the decoder then calls the layer inside its loop."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def build(self, query_shape, values_shape, mask_shape=None, keys_shape=None):
+        self.kernel = self.add_weight(shape=(values_shape[-1], query_shape[-1]),
+                                      initializer="glorot_uniform", name="kernel")
+        self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+    def project_keys(self, values):
+        return tf.matmul(values, self.kernel)
+
+    def call(self, query, values, mask=None, keys=None):
+        scores = self.scale * tf.einsum("bq,bsq->bs", query, keys)
+        weights = BahdanauAttention.masked_softmax(scores, mask)
+        return tf.einsum("bs,bsd->bd", weights, values), weights
+
+
+def loop_gradients(decoder, hoist, function, seed=30):
+    """Gradients of a loss that reads the logits and the attention weights, with respect to
+    every trainable weight, the annotations and the initial state."""
+    target, annotations, mask, state = make_inputs(seed=seed)
+    annotations, state = tf.constant(annotations), tf.constant(state)
+    rng = np.random.default_rng(seed + 1)
+    logit_weights = tf.constant(rng.standard_normal((BATCH, TGT_LEN, VOCAB)), tf.float32)
+    attention_weights = tf.constant(rng.standard_normal((BATCH, TGT_LEN, SRC_LEN)), tf.float32)
+
+    def run():
+        with tf.GradientTape() as tape:
+            tape.watch([annotations, state])
+            logits, weights = decoder(target, annotations, mask, state)
+            loss = (tf.reduce_sum(logits * logit_weights)
+                    + 10.0 * tf.reduce_sum(weights * attention_weights))
+        return tape.gradient(loss, decoder.trainable_variables + [annotations, state])
+
+    decoder.hoist_weight_gradients = hoist
+    try:
+        return [g.numpy() for g in (tf.function(run)() if function else run())]
+    finally:
+        decoder.hoist_weight_gradients = Decoder.hoist_weight_gradients
+
+
+@pytest.mark.parametrize("attention", ["bahdanau", "normalized", "dot"])
+def test_hoisted_weight_gradients_equal_step_by_step_gradients(attention):
+    """The loop's own gradient (kernels' gradients summed after the loop in one product each)
+    equals TensorFlow differentiating every step, for every weight and both inputs, eagerly
+    and in a tf.function; also when the attention is another layer read inside the loop."""
+    decoder = make_decoder(seed=31, normalize_attention=attention == "normalized")
+    if attention == "dot":
+        decoder = Decoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS)
+        decoder.attention = DotAttention(name="attention")
+        decoder.build((None, None), (None, None, CONTEXT_DIM))
+        rng = np.random.default_rng(32)
+        decoder.set_weights(
+            [0.5 * rng.standard_normal(w.shape).astype(np.float32) for w in decoder.weights])
+        assert decoder.loop_kernels()[3] is None
+    reference = loop_gradients(decoder, hoist=False, function=False)
+    names = [v.path for v in decoder.trainable_variables] + ["annotations", "initial_state"]
+    for function in (False, True):
+        hoisted = loop_gradients(decoder, hoist=True, function=function)
+        for name, x, y in zip(names, hoisted, reference, strict=True):
+            assert np.abs(y).max() > 1e-3, name  # every gradient is far from zero
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max(),
+                                       err_msg=name)
+
+
+def loop_products(decoder):
+    """Output shapes of the matrix products that the while loops of a training step's graph
+    compute (the forward loop and its gradient). Products whose result does not reach the
+    loop body's outputs are left out: the runtime prunes them."""
+    target, annotations, mask, state = make_inputs(seed=33)
+
+    @tf.function
+    def gradients(target, annotations, mask, state):
+        with tf.GradientTape() as tape:
+            logits, _ = decoder(target, annotations, mask, state)
+            loss = tf.reduce_sum(logits)
+        return tape.gradient(loss, decoder.trainable_variables)
+
+    graph = gradients.get_concrete_function(target, annotations, mask, state).graph
+    # Every function the graph calls (the loops and their gradients may sit in functions).
+    functions = {name: f.graph for name, f in graph._functions.items()}
+    bodies = {op.get_attr("body").name for g in [graph, *functions.values()]
+              for op in g.get_operations() if op.type in ("While", "StatelessWhile")}
+    assert len(bodies) == 2  # the forward loop and its gradient
+    shapes = set()
+    for name in bodies:
+        body = functions[name]
+        live, stack = set(), [t.op for t in body.outputs]
+        while stack:
+            op = stack.pop()
+            if op.name not in live:
+                live.add(op.name)
+                stack.extend([t.op for t in op.inputs] + list(op.control_inputs))
+        shapes |= {tuple(op.outputs[0].shape) for op in body.get_operations()
+                   if op.type == "MatMul" and op.name in live}
+    return shapes
+
+
+def test_kernels_are_not_differentiated_inside_the_loop(plain_decoder):
+    """No product in the loops has a kernel's shape: the gradients of C, [U_z; U_r], U and
+    W_a are computed after the loop. Differentiated step by step, they are in the loop."""
+    kernel_shapes = {(CONTEXT_DIM, 3 * UNITS), (UNITS, 2 * UNITS), (UNITS, UNITS),
+                     (UNITS, ATTENTION_UNITS)}
+    products = loop_products(plain_decoder)
+    assert (BATCH, 3 * UNITS) in products  # C c_i
+    assert not products & kernel_shapes
+    plain_decoder.hoist_weight_gradients = False
+    try:
+        assert kernel_shapes <= loop_products(plain_decoder)
+    finally:
+        plain_decoder.hoist_weight_gradients = Decoder.hoist_weight_gradients
 
 
 # -- output layer -------------------------------------------------------------------------------
