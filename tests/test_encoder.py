@@ -111,6 +111,30 @@ def test_annotations_and_initial_state_from_each_direction(encoder):
                 initial_state[b], np.tanh(backward[-1] @ w_s + b_s), atol=1e-3)
 
 
+def test_one_loop_equals_the_keras_bidirectional_layer(encoder):
+    """`run_gru` computes what the Keras `Bidirectional(GRU)` layer whose weights it reads
+    gives with the mask, at every position (padding included), with the same gradients."""
+    tokens = make_tokens(seed=7)
+    mask = tf.not_equal(tokens, PAD_ID)
+    embedded = encoder.embedding(tokens)
+    rng = np.random.default_rng(8)
+    weights = tf.constant(rng.standard_normal((len(LENGTHS), SRC_LEN, 2 * UNITS)), tf.float32)
+    variables = encoder.bidirectional_gru.trainable_variables
+    results = []
+    for run in (lambda: encoder.run_gru(embedded, mask),
+                lambda: (lambda out: (out[0], out[2]))(
+                    encoder.bidirectional_gru(embedded, mask=mask))):
+        with tf.GradientTape() as tape:
+            tape.watch(embedded)
+            annotations, backward_state = run()
+            loss = tf.reduce_sum(annotations * weights) + tf.reduce_sum(backward_state)
+        results.append([annotations, backward_state,
+                        *tape.gradient(loss, [embedded, *variables])])
+    for ours, keras_layer in zip(*results, strict=True):
+        assert np.abs(keras_layer.numpy()).max() > 1e-3
+        np.testing.assert_allclose(ours.numpy(), keras_layer.numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_padding_positions_do_not_leak_into_real_ones(encoder):
     """A sentence alone, padded with extra zeros, and among longer sentences gives the same
     annotations at its real positions and the same initial state."""
