@@ -212,7 +212,7 @@ def bench_train(args, out=print):
     train_config = train.TrainConfig(
         batch_size=args.batch_size, label_smoothing=args.label_smoothing, seed=args.seed,
         mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
-        loss_chunks=args.loss_chunks)
+        loss_chunks=args.loss_chunks, loop_shards=args.loop_shards)
     keras.utils.set_random_seed(args.seed)
     if args.mixed_precision:
         keras.mixed_precision.set_dtype_policy(
@@ -223,7 +223,8 @@ def bench_train(args, out=print):
         optimizer = train.make_optimizer(train_config)
         optimizer.build(translator.trainable_variables)
     step = train.make_train_step(translator, optimizer, train_config.label_smoothing,
-                                 strategy, train_config.jit_compile, train_config.loss_chunks)
+                                 strategy, train_config.jit_compile, train_config.loss_chunks,
+                                 train_config.loop_shards)
     source, target = data.load_ids(args.ids)
     batches = data.batches(source, target, args.batch_size, seed=args.seed, epochs=1 << 30)
     out(f"ids {args.ids}: {len(source_ids)} pairs, src {source_ids.shape}, "
@@ -233,7 +234,7 @@ def bench_train(args, out=print):
         f"{translator.count_params():,} parameters; batch {args.batch_size}; "
         f"strategy {args.strategy} ({strategy.num_replicas_in_sync} replicas); "
         f"mixed precision {args.mixed_precision}; jit {args.jit_compile}; loss chunks "
-        f"{args.loss_chunks}; {threads}")
+        f"{args.loss_chunks}; loop shards {args.loop_shards}; {threads}")
 
     tokens = sentences = 0
     model_flops = executed_flops = loss_total = 0.0
@@ -502,6 +503,8 @@ def build_parser():
     train.add_argument("--dropout", type=float, default=0.0)
     train.add_argument("--loss-chunks", type=positive_int, default=2,
                        help="as `bahdanau-keras train --loss-chunks`")
+    train.add_argument("--loop-shards", type=positive_int, default=2,
+                       help="as `bahdanau-keras train --loop-shards`")
     train.add_argument("--label-smoothing", type=float, default=0.0)
     train.add_argument("--mixed-precision", action="store_true",
                        help="float16 on GPU, bfloat16 elsewhere")

@@ -113,6 +113,10 @@ def build_parser():
     train.add_argument("--loss-chunks", type=positive_int, default=2,
                        help="independent pieces of the output layer and loss, which run on "
                             "several cores at once (the same loss; 1 with --jit-compile)")
+    train.add_argument("--loop-shards", type=positive_int, default=2,
+                       help="independent parts of the batch in the decoder's step loop, which "
+                            "run on several cores at once (the same loss; 1 with "
+                            "--jit-compile; 1 suits a GPU)")
     train.add_argument("--intra-op-threads", type=non_negative_int, default=0,
                        help="threads of each TensorFlow op (both 0: half the cores without a "
                             "GPU unless TF_NUM_INTRAOP_THREADS is set, else TensorFlow's "
@@ -236,7 +240,8 @@ def command_train(args):
         vocab_size=args.vocab_size or (1000 if sample else 8000),
         checkpoint_every=checkpoint_every, max_steps=args.max_steps,
         time_limit=args.time_limit, mixed_precision=args.mixed_precision,
-        jit_compile=args.jit_compile, loss_chunks=args.loss_chunks, source_column=source_column,
+        jit_compile=args.jit_compile, loss_chunks=args.loss_chunks,
+        loop_shards=args.loop_shards, source_column=source_column,
         target_column=target_column)
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     print(f"Training on {corpus.path}: {len(corpus.pairs):,} pairs", flush=True)

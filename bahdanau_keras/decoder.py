@@ -203,8 +203,10 @@ class Decoder(keras.Model):
 
     # -- teacher forcing -----------------------------------------------------------------------
 
-    def teacher_forcing(self, target_in, annotations, source_mask, initial_state, training=None):
-        """Run the whole target sequence through the step loop.
+    def teacher_forcing(self, target_in, annotations, source_mask, initial_state, training=None,
+                        loop_shards=1):
+        """Run the whole target sequence through the step loop (`loop_shards`: the `shards`
+        of `time_loop`).
 
         Returns `(states, embedded, contexts, attention_weights)`, each batch-major:
         `[batch, tgt_len, units]`, `[batch, tgt_len, embedding_dim]`,
@@ -217,7 +219,7 @@ class Decoder(keras.Model):
         keys = self.attention.project_keys(annotations)  # U_a h_j: [batch, src_len, att]
         states, contexts, weights = self.time_loop(
             tf.transpose(projected, [1, 0, 2]), keys, annotations, source_mask, initial_state,
-            self.loop_kernels())
+            self.loop_kernels(), shards=loop_shards)
         states = tf.transpose(states, [1, 0, 2])
         contexts = tf.transpose(contexts, [1, 0, 2])
         weights = tf.transpose(weights, [1, 0, 2])
@@ -226,11 +228,18 @@ class Decoder(keras.Model):
     # Set to False to let TensorFlow differentiate the loop step by step (the tests' reference).
     hoist_weight_gradients = True
 
-    def time_loop(self, projected, keys, annotations, source_mask, initial_state, kernels):
+    def time_loop(self, projected, keys, annotations, source_mask, initial_state, kernels,
+                  shards=1):
         """The step loop over time-major projected inputs `[tgt_len, batch, 3 units]`.
 
         One `tf.scan` (a `tf.while_loop` in the graph). Returns time-major
         `(states, contexts, attention_weights)`.
+
+        `shards` splits the batch into that many independent parts inside each step (the same
+        results): TensorFlow's executor runs independent operations on different cores at
+        once, and the steps themselves must run one after the other. With one thread per
+        operation (`train.default_threads`), 2 parts suit a 2-core CPU; 1 suits a GPU. (The
+        step-by-step reference gradient, `hoist_weight_gradients = False`, runs one part.)
 
         Its gradient is TensorFlow's, except for the kernels multiplied at every step (`C`,
         `[U_z; U_r]`, `U`, `W_a`): differentiated step by step, each would cost a
@@ -248,6 +257,8 @@ class Decoder(keras.Model):
             tf.zeros([batch, tf.shape(annotations)[1]], annotations.dtype),
             tf.zeros_like(initial_state),
         )
+        if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
+            raise ValueError(f"`shards` must be a positive integer. Received: {shards!r}")
         if not self.hoist_weight_gradients:
             def step(carry, projected_input):
                 return self._cell(projected_input, carry[0], keys, annotations, source_mask,
@@ -269,19 +280,31 @@ class Decoder(keras.Model):
                 inputs.append(offsets)
             with tf.GradientTape() as tape:
                 tape.watch(inputs)
+                # The batch in `shards` parts, each its own chain of operations in the step.
+                batch = tf.shape(initial_state)[0]
+                sizes = [(batch + k) // shards for k in range(shards)]
+                parts = [tf.split(x, sizes, axis=0) for x in (keys, annotations)] + [
+                    [None] * shards if source_mask is None else tf.split(source_mask, sizes)]
+                parts = list(zip(*parts))  # [(keys, annotations, mask) of part k]
 
                 def step(carry, elems):
                     constant = [tf.stop_gradient(kernel) for kernel in kernels]
                     if query_kernel is None:
-                        return self._cell(elems, carry[0], keys, annotations, source_mask,
-                                          constant + [None])
-                    projected_input, offset = elems
-                    return self._cell(projected_input, carry[0], keys, annotations,
-                                      source_mask, constant, offset)
+                        constant.append(None)
+                    # elems[k]: part k's (projected input,) or (projected input, query offset)
+                    return tuple(self._cell(elems[k][0], carry[k][0], *parts[k], constant,
+                                            *elems[k][1:]) for k in range(shards))
 
-                states, contexts, weights, reset_states = tf.scan(
-                    step, projected if query_kernel is None else (projected, offsets),
-                    initializer=(initial_state,) + initializer[1:])
+                # Time-major step inputs of each part.
+                elems = [tf.split(projected, sizes, axis=1)]
+                if query_kernel is not None:
+                    elems.append(tf.split(offsets, sizes, axis=1))
+                elems = tuple(zip(*elems))
+                initial = tuple(zip(*(tf.split(x, sizes, axis=0)
+                                      for x in (initial_state,) + initializer[1:])))
+                results = tf.scan(step, elems, initializer=initial)
+                states, contexts, weights, reset_states = (
+                    tf.concat([part[j] for part in results], axis=1) for j in range(4))
 
             def grad(d_states, d_contexts, d_weights, variables=None):
                 outputs = [states, contexts, weights]

@@ -132,7 +132,8 @@ class Translator(keras.Model):
         return self.decoder(target_in, annotations, source_mask, initial_state,
                             training=training)
 
-    def loss_and_count(self, source, target, label_smoothing=0.0, training=False, chunks=1):
+    def loss_and_count(self, source, target, label_smoothing=0.0, training=False, chunks=1,
+                       loop_shards=1):
         """Summed cross-entropy over the real target tokens, and their number.
 
         `target` is `[batch, tgt_len]` holding `START y_1 ... y_n END` padded with 0; the model
@@ -144,13 +145,17 @@ class Translator(keras.Model):
         different cores at once, which a single large product with one intra-op thread per op
         cannot (see `train.default_threads`). The sizes must be known when the graph runs, not
         when it is compiled: XLA (`jit_compile`) needs `chunks=1`.
+
+        `loop_shards` splits the batch inside the decoder's step loop in the same way (see
+        `Decoder.time_loop`); the loss and its gradient are the same.
         """
         if not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 1:
             raise ValueError(f"`chunks` must be a positive integer. Received: {chunks!r}")
         target_in, target_out = target[:, :-1], target[:, 1:]
         annotations, source_mask, initial_state = self.encoder(source, training=training)
         states, embedded, contexts, _ = self.decoder.teacher_forcing(
-            target_in, annotations, source_mask, initial_state, training=training)
+            target_in, annotations, source_mask, initial_state, training=training,
+            loop_shards=loop_shards)
         real = tf.not_equal(target_out, PAD_ID)  # [batch, tgt_len - 1]
         pieces = [tf.boolean_mask(x, real) for x in (states, embedded, contexts, target_out)]
         count = tf.shape(pieces[-1])[0]  # real tokens

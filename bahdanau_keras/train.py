@@ -58,6 +58,7 @@ class TrainConfig:
     mixed_precision: bool = False  # float16 on GPU, bfloat16 elsewhere
     jit_compile: bool = False  # XLA-compile the training step
     loss_chunks: int = 2  # independent pieces of the output layer and loss (see loss_and_count)
+    loop_shards: int = 2  # independent parts of the batch in the decoder loop (time_loop)
     source_column: int = 1  # corpus column of the source (1 is English in Anki files)
     target_column: int = 2  # corpus column of the target
     dev_fraction: float = 0.01  # share of source sentences held out for the dev loss
@@ -65,7 +66,7 @@ class TrainConfig:
 
     def __post_init__(self):
         positive = ("epochs", "batch_size", "vocab_size", "max_length", "checkpoint_every",
-                    "loss_chunks")
+                    "loss_chunks", "loop_shards")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -284,7 +285,7 @@ def make_optimizer(config):
 
 
 def make_train_step(translator, optimizer, label_smoothing=0.0, strategy=None,
-                    jit_compile=False, loss_chunks=1):
+                    jit_compile=False, loss_chunks=1, loop_shards=1):
     """A compiled teacher-forcing step `(source, target) -> (loss_sum, token_count)`.
 
     The gradient is that of the mean loss over the real target tokens of the whole (global)
@@ -293,16 +294,18 @@ def make_train_step(translator, optimizer, label_smoothing=0.0, strategy=None,
     stay outside XLA and the step is not compiled (a warning says so). `loss_chunks` is the
     `chunks` of `Translator.loss_and_count` (the same loss and gradient, computed in pieces);
     an XLA-compiled step computes the loss in one piece (XLA cannot split by the number of
-    real tokens, which it does not know when compiling).
+    real tokens, which it does not know when compiling). `loop_shards` is `loss_and_count`'s
+    (the batch split inside the decoder's step loop; 1 under XLA as well).
     """
     strategy = strategy or tf.distribute.get_strategy()
     if jit_compile and strategy.num_replicas_in_sync == 1:
-        loss_chunks = 1
+        loss_chunks = loop_shards = 1
 
     def replica_step(source, target):
         with tf.GradientTape() as tape:
             loss_sum, count = translator.loss_and_count(
-                source, target, label_smoothing, training=True, chunks=loss_chunks)
+                source, target, label_smoothing, training=True, chunks=loss_chunks,
+                loop_shards=loop_shards)
             total = tf.distribute.get_replica_context().all_reduce("sum", count)
             loss = loss_sum / tf.maximum(tf.cast(total, tf.float32), 1.0)
             if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
@@ -378,7 +381,8 @@ def prepare(model_dir, corpus, model_config_overrides, train_config, resume=Fals
             saved_train_config, epochs=train_config.epochs, max_steps=train_config.max_steps,
             time_limit=train_config.time_limit, patience=train_config.patience,
             checkpoint_every=train_config.checkpoint_every,
-            learning_rate=train_config.learning_rate, loss_chunks=train_config.loss_chunks)
+            learning_rate=train_config.learning_rate, loss_chunks=train_config.loss_chunks,
+            loop_shards=train_config.loop_shards)
         source_tokenizer, target_tokenizer = _load_tokenizers(model_dir)
         # The data position in the checkpoints indexes this corpus: another one cannot resume.
         expected = data.get("pairs_sha1") or data.get("pairs")
@@ -533,7 +537,8 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
         logger.warning("No checkpoint in %s: starting from the beginning", checkpoint_dir)
 
     train_step = make_train_step(translator, optimizer, train_config.label_smoothing,
-                                 strategy, train_config.jit_compile, train_config.loss_chunks)
+                                 strategy, train_config.jit_compile, train_config.loss_chunks,
+                                 train_config.loop_shards)
     eval_step = make_eval_step(translator)
     dev_batches = data_lib.batches(dev_source, dev_target, 64, shuffle=False)
     batches_per_epoch = int(data_lib.batches(

@@ -62,6 +62,7 @@ def corpus(tmp_path, sample_lines):
     (["train", "--model-dir", "{d}", "--learning-rate", "-0.1"], ["--learning-rate"]),
     (["train", "--model-dir", "{d}", "--source-column", "first"], ["--source-column"]),
     (["train", "--model-dir", "{d}", "--loss-chunks", "0"], ["--loss-chunks", "'0'"]),
+    (["train", "--model-dir", "{d}", "--loop-shards", "0"], ["--loop-shards", "'0'"]),
     (["train", "--model-dir", "{d}", "--intra-op-threads", "-2"], ["--intra-op-threads"]),
     (["train", "--model-dir", "{d}", "--bogus"], ["unrecognized arguments: --bogus"]),
     (["train", "--epochs", "3"], ["--model-dir"]),  # required option missing

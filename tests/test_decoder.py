@@ -411,22 +411,27 @@ class DotAttention(keras.layers.Layer):
         return tf.einsum("bs,bsd->bd", weights, values), weights
 
 
-def loop_gradients(decoder, hoist, function, seed=30):
-    """Gradients of a loss that reads the logits and the attention weights, with respect to
-    every trainable weight, the annotations and the initial state."""
-    target, annotations, mask, state = make_inputs(seed=seed)
+def loop_gradients(decoder, hoist, function, seed=30, shards=1, rows=None):
+    """The logits and attention weights, and the gradients of a loss that reads both, with
+    respect to every trainable weight, the annotations and the initial state (the first
+    `rows` sentences of the batch)."""
+    target, annotations, mask, state = (x[:rows] for x in make_inputs(seed=seed))
     annotations, state = tf.constant(annotations), tf.constant(state)
     rng = np.random.default_rng(seed + 1)
-    logit_weights = tf.constant(rng.standard_normal((BATCH, TGT_LEN, VOCAB)), tf.float32)
-    attention_weights = tf.constant(rng.standard_normal((BATCH, TGT_LEN, SRC_LEN)), tf.float32)
+    logit_weights = tf.constant(rng.standard_normal((BATCH, TGT_LEN, VOCAB))[:rows], tf.float32)
+    attention_weights = tf.constant(
+        rng.standard_normal((BATCH, TGT_LEN, SRC_LEN))[:rows], tf.float32)
 
     def run():
         with tf.GradientTape() as tape:
             tape.watch([annotations, state])
-            logits, weights = decoder(target, annotations, mask, state)
+            states, embedded, contexts, weights = decoder.teacher_forcing(
+                target, annotations, mask, state, loop_shards=shards)
+            logits = decoder.output_logits(states, embedded, contexts)
             loss = (tf.reduce_sum(logits * logit_weights)
                     + 10.0 * tf.reduce_sum(weights * attention_weights))
-        return tape.gradient(loss, decoder.trainable_variables + [annotations, state])
+        return [logits, weights] + tape.gradient(
+            loss, decoder.trainable_variables + [annotations, state])
 
     decoder.hoist_weight_gradients = hoist
     try:
@@ -450,13 +455,35 @@ def test_hoisted_weight_gradients_equal_step_by_step_gradients(attention):
             [0.5 * rng.standard_normal(w.shape).astype(np.float32) for w in decoder.weights])
         assert decoder.loop_kernels()[3] is None
     reference = loop_gradients(decoder, hoist=False, function=False)
-    names = [v.path for v in decoder.trainable_variables] + ["annotations", "initial_state"]
+    names = (["logits", "attention weights"] + [v.path for v in decoder.trainable_variables]
+             + ["annotations", "initial_state"])
     for function in (False, True):
         hoisted = loop_gradients(decoder, hoist=True, function=function)
         for name, x, y in zip(names, hoisted, reference, strict=True):
             assert np.abs(y).max() > 1e-3, name  # every gradient is far from zero
             np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max(),
                                        err_msg=name)
+
+
+@pytest.mark.parametrize("shards, rows", [(2, None), (3, None), (4, None), (2, 1)])
+def test_loop_in_parts_gives_the_same_results_and_gradients(shards, rows):
+    """The batch split into `shards` parts inside the loop (3 sentences in 2, 3 or 4 parts,
+    some empty; 1 sentence in 2) gives the outputs and gradients of the whole batch."""
+    decoder = make_decoder(seed=34)
+    reference = loop_gradients(decoder, hoist=False, function=False, rows=rows)
+    for function in (False, True):
+        parts = loop_gradients(decoder, hoist=True, function=function, shards=shards,
+                               rows=rows)
+        for x, y in zip(parts, reference, strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max())
+
+
+def test_loop_shards_must_be_a_positive_integer(plain_decoder):
+    target, annotations, mask, state = make_inputs()
+    for shards in (0, 1.5, True):
+        with pytest.raises(ValueError, match=f"`shards` must be a positive integer. "
+                                              f"Received: {shards!r}"):
+            plain_decoder.teacher_forcing(target, annotations, mask, state, loop_shards=shards)
 
 
 def loop_products(decoder):

@@ -174,20 +174,21 @@ def test_softmax_cross_entropy_rejects_bad_smoothing():
         softmax_cross_entropy(tf.zeros([2, 3]), [0, 1], 1.0)
 
 
-@pytest.mark.parametrize("chunks", [2, 3, 64])
-def test_loss_in_chunks_equals_the_loss_in_one_piece(model, chunks):
-    # 64 chunks > the real tokens: some pieces are empty and add nothing.
+@pytest.mark.parametrize("chunks, shards", [(2, 1), (3, 1), (64, 1), (1, 2), (2, 2), (1, 5)])
+def test_loss_in_chunks_equals_the_loss_in_one_piece(model, chunks, shards):
+    # 64 chunks > the real tokens: some pieces are empty and add nothing; the same for
+    # 5 loop shards of a batch of 3 sentences.
     source, target = make_batch(seed=4)
     variables = model.trainable_variables
 
-    def loss_and_gradients(pieces):
+    def loss_and_gradients(pieces, shards=1):
         with tf.GradientTape() as tape:
             loss, count = model.loss_and_count(source, target, label_smoothing=0.1,
-                                               chunks=pieces)
+                                               chunks=pieces, loop_shards=shards)
         return loss, count, tape.gradient(loss, variables)
 
     loss, count, gradients = loss_and_gradients(1)
-    chunked_loss, chunked_count, chunked_gradients = loss_and_gradients(chunks)
+    chunked_loss, chunked_count, chunked_gradients = loss_and_gradients(chunks, shards)
     assert int(chunked_count) == int(count)
     np.testing.assert_allclose(float(chunked_loss), float(loss), rtol=1e-5)
     for variable, expected, got in zip(variables, gradients, chunked_gradients):
@@ -203,7 +204,7 @@ def test_loss_in_chunks_in_a_tf_function_and_without_real_tokens(model):
     @tf.function(input_signature=[spec, spec])
     def chunked(s, t):
         with tf.GradientTape() as tape:
-            loss, count = model.loss_and_count(s, t, chunks=3)
+            loss, count = model.loss_and_count(s, t, chunks=3, loop_shards=2)
         return loss, count, tape.gradient(loss, model.trainable_variables)
 
     loss, count = model.loss_and_count(source, target)

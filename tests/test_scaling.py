@@ -81,7 +81,8 @@ MIRRORED = COMMON + textwrap.dedent(f"""
         updated = []
         for model, scope in ((single, None), (mirrored, strategy)):
             optimizer = keras.optimizers.SGD(0.5)
-            step = train.make_train_step(model, optimizer, strategy=scope)
+            step = train.make_train_step(model, optimizer, strategy=scope, loss_chunks=2,
+                                         loop_shards=2)
             loss_sum, count = step(tf.constant(source), tf.constant(target))
             updated.append((float(loss_sum), int(count), model.get_weights()))
         (loss_a, count_a, weights_a), (loss_b, count_b, weights_b) = updated
@@ -112,9 +113,12 @@ MIXED_AND_JIT = COMMON + textwrap.dedent(f"""
     model = Translator(40, 50, **{TINY})
     optimizer = train.make_optimizer(train.TrainConfig(learning_rate=1e-2, jit_compile=True))
     optimizer.build(model.trainable_variables)
-    # With the loss chunks of `train`'s default configuration (one piece under XLA).
+    # With the loss chunks and loop shards of `train`'s default configuration (one piece
+    # each under XLA).
+    defaults = train.TrainConfig()
     step = train.make_train_step(model, optimizer, jit_compile=True,
-                                 loss_chunks=train.TrainConfig().loss_chunks)
+                                 loss_chunks=defaults.loss_chunks,
+                                 loop_shards=defaults.loop_shards)
     source, target = fixed_batch(8)
     losses = []
     for _ in range(8):

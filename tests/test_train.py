@@ -264,6 +264,7 @@ def test_resume_refuses_another_corpus(corpus_file, reference, tmp_path):
 def test_train_config_validation():
     for bad in (dict(epochs=0), dict(batch_size=-1), dict(patience=-1),
                 dict(learning_rate=0.0), dict(label_smoothing=1.0), dict(loss_chunks=0),
+                dict(loop_shards=0),
                 dict(dev_fraction=0.6, test_fraction=0.5)):
         with pytest.raises(ValueError):
             train.TrainConfig(**bad)
@@ -362,8 +363,11 @@ def test_resume_a_finished_run_with_more_epochs(corpus_file, reference, tmp_path
     assert records[2]["tokens_per_s"] > 0
     _, state = latest_state(model_dir)
     assert state["step/.ATTRIBUTES/VARIABLE_VALUE"] == 3 * per_epoch
-    # How the step runs may change on resume too: the loss chunks (the same loss) are taken.
+    # How the step runs may change on resume too: the loss chunks and loop shards (the same
+    # loss) are taken.
     assert train.read_config(str(model_dir))[1].loss_chunks == 2
-    *_, resumed_config = train.prepare(str(model_dir), data.read_corpus(str(corpus_file)), None,
-                                       train.TrainConfig(loss_chunks=3), resume=True)
-    assert resumed_config.loss_chunks == 3
+    assert train.read_config(str(model_dir))[1].loop_shards == 2
+    *_, resumed_config = train.prepare(
+        str(model_dir), data.read_corpus(str(corpus_file)), None,
+        train.TrainConfig(loss_chunks=3, loop_shards=1), resume=True)
+    assert resumed_config.loss_chunks == 3 and resumed_config.loop_shards == 1
