@@ -694,14 +694,17 @@ def notebook_03():
             3. scores the vocabulary from $s_i$, $E y_{i-1}$ and $c_i$ (the deep output with
                maxout, Appendix A.2.2).
 
-            `Decoder.cell` is steps 1 and 2, with each equation beside its line:
+            `Decoder.cell` is steps 1 and 2. Its body, `Decoder._cell`, with each equation
+            beside its line (it also returns $r_i \circ s_{i-1}$, which the training loop's
+            gradient reads; `kernels` are $C$, $[U_z; U_r]$, $U$ and $W_a$, split once before
+            the loop):
         """),
         code("""
             import inspect
 
             from bahdanau_keras import Decoder
 
-            print(inspect.getsource(Decoder.cell))
+            print(inspect.getsource(Decoder._cell))
         """),
         md("""
             Running the loop by hand, one step at a time, as a search does it. The keys
