@@ -107,6 +107,16 @@ def _read_bytes(path):
     """The corpus text as bytes, and the name to use in messages."""
     if is_url(path):
         path = download(path)
+    archive, _, member = os.fspath(path).rpartition(":")
+    if not os.path.exists(path) and archive and os.path.isfile(archive) and member:
+        # "corpus.zip:fra.txt", the name that messages (and older model directories) give.
+        try:
+            with zipfile.ZipFile(archive) as opened:
+                return opened.read(member), os.fspath(path)
+        except KeyError:
+            raise CorpusError(f"{archive}: the zip file holds no {member}") from None
+        except zipfile.BadZipFile as error:
+            raise CorpusError(f"{archive}: not a valid zip file ({error})") from None
     if not os.path.exists(path):
         raise CorpusError(f"{path}: no such file")
     if os.path.isdir(path):

@@ -49,6 +49,10 @@ def test_zip_with_about_file(tmp_path):
     corpus = read_corpus(path)
     assert corpus.pairs == [("Go.", "Va !"), ("Hi.", "Salut !")]
     assert corpus.path == f"{path}:fra.txt"
+    # That name reads the same member (model directories of older versions stored it).
+    assert read_corpus(corpus.path).pairs == corpus.pairs
+    with pytest.raises(CorpusError, match=r"fra-eng.zip: the zip file holds no spa.txt"):
+        read_corpus(f"{path}:spa.txt")
 
 
 def test_zip_without_corpus_and_corrupt_zip(tmp_path):
