@@ -142,7 +142,8 @@ class BahdanauAttention(keras.layers.Layer):
         return self.attend(projected_query, values, mask, keys)
 
     def attend(self, projected_query, values, mask, keys):
-        """Steps 2 to 4 from an already projected query `W_a s_{i-1}` and keys `U_a h_j`:
+        """The scores of step 2, then steps 3 and 4, from an already projected query
+        `W_a s_{i-1}` and keys `U_a h_j`:
         `(context, attention_weights)` as `call` returns them. A caller that computes
         `W_a s_{i-1}` itself (the decoder's training loop does) uses this."""
         scores = self.score(projected_query, keys)  # e_ij

@@ -68,7 +68,8 @@ def build_parser():
 
     train = commands.add_parser("train", help="train a translator on an Anki/Tatoeba corpus")
     train.add_argument("--data", default=None,
-                       help="corpus .txt, .zip or URL (default: the built-in sample corpus)")
+                       help="corpus .txt, .zip (or ZIP:MEMBER) or URL (default: the built-in "
+                            "sample corpus)")
     train.add_argument("--model-dir", required=True, help="where the model is written")
     train.add_argument("--resume", action="store_true",
                        help="continue the model in --model-dir from its last checkpoint")
@@ -183,10 +184,10 @@ def _trained_on_path(saved, model_dir):
         return saved
     if os.path.basename(saved) == os.path.basename(data.SAMPLE_CORPUS):
         return None  # wherever the package is installed now
-    # Older versions wrote the zip member too ("fra-eng.zip:fra.txt").
-    for path in (saved, saved.rsplit(":", 1)[0] if ":" in os.path.basename(saved) else None):
-        if path and os.path.exists(path):
-            return path
+    # Older versions wrote the zip member too ("fra-eng.zip:fra.txt"), which reads that member.
+    archive = saved.rsplit(":", 1)[0] if ":" in os.path.basename(saved) else None
+    if os.path.exists(saved) or (archive and os.path.isfile(archive)):
+        return saved
     raise UsageError(f"bahdanau-keras train: {model_dir} was trained on {saved}, which is not "
                      "there: give the corpus with --data")
 

@@ -144,7 +144,8 @@ def read_corpus(path, source_column=1, target_column=2, skip_bad_lines=False,
     """Read an Anki/Tatoeba-format corpus.
 
     Args:
-        path: A `.txt` file, a `.zip` holding one, or a URL (downloaded once, see `download`).
+        path: A `.txt` file, a `.zip` holding one (its largest `.txt`; `corpus.zip:fra.txt`
+            names a member), or a URL (downloaded once, see `download`).
         source_column, target_column: 1-based columns of the source and the target
             (English is column 1 in these files; 2 and 1 translate into English).
         skip_bad_lines: Skip malformed lines (and count them) instead of raising.

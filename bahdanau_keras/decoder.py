@@ -133,13 +133,16 @@ class Decoder(keras.Model):
         """`(C, [U_z; U_r], U, W_a)`: the kernels the step reads, split once outside the time
         loop (a slice taken inside the loop has a full-size `[units, 3 units]` gradient at
         every step). `W_a` is `None` when the attention layer is not a `BahdanauAttention`
-        (the step then calls the layer, which projects the query itself)."""
+        (or overrides its `call` or `project_query`): the step then calls the layer, which
+        projects the query itself."""
         # tf.split, not two slices: its gradient is one concatenation, where each slice's
         # gradient would be a zero-filled full-size kernel.
         recurrent_gates, recurrent_candidate = tf.split(
             self._weight(self.recurrent_kernel), [2 * self.units, self.units], axis=1)
         query_kernel = None
-        if isinstance(self.attention, BahdanauAttention):
+        kind = type(self.attention)
+        if (issubclass(kind, BahdanauAttention) and kind.call is BahdanauAttention.call
+                and kind.project_query is BahdanauAttention.project_query):
             query_kernel = self._weight(self.attention.query_dense.kernel)
         return (self._weight(self.context_kernel), recurrent_gates, recurrent_candidate,
                 query_kernel)
@@ -248,7 +251,9 @@ class Decoder(keras.Model):
         are computed after it, each as one product over every step at once: the gradient of
         `x_i K` is `Σ_i x_i^T g_i`, where `g_i` is the gradient of the product's output, which
         for `C`, `[U_z; U_r]` and `U` is the gradient of the projected input it is added to,
-        and for `W_a` that of a zero offset added to `W_a s_{i-1}`.
+        and for `W_a` that of a zero offset added to `W_a s_{i-1}`. That gradient can be taken
+        once per forward pass: a persistent tape asking twice gets TensorFlow's error for a
+        non-persistent one (set `hoist_weight_gradients = False` for that).
         """
         batch = tf.shape(annotations)[0]
         initializer = (
@@ -276,7 +281,7 @@ class Decoder(keras.Model):
             if query_kernel is not None:
                 # Zeros added to W_a s_{i-1}: their gradient is that of W_a s_{i-1}.
                 offsets = tf.zeros(tf.concat(
-                    [tf.shape(projected)[:2], [self.attention_units]], axis=0), projected.dtype)
+                    [tf.shape(projected)[:2], [query_kernel.shape[-1]]], axis=0), projected.dtype)
                 inputs.append(offsets)
             with tf.GradientTape() as tape:
                 tape.watch(inputs)
@@ -314,7 +319,8 @@ class Decoder(keras.Model):
                 grads = tape.gradient(outputs, sources, output_gradients=output_grads,
                                       unconnected_gradients=tf.UnconnectedGradients.ZERO)
                 d_projected = grads[0]  # [tgt_len, batch, 3 units]
-                previous_states = tf.concat([initial_state[None], states[:-1]], axis=0)
+                # s_{i-1} of every step (also when there is no step at all).
+                previous_states = tf.concat([initial_state[None], states], axis=0)[:-1]
 
                 def summed_product(x, g):  # Σ_i x_i^T g_i as one product
                     return tf.matmul(tf.reshape(x, [-1, x.shape[-1]]),

@@ -73,11 +73,11 @@ class Encoder(keras.Model):
 
         The same function as `self.bidirectional_gru(embedded, mask=mask)` (Keras' GRU with
         `reset_after=True`, whose weights it reads), computed faster: the input projections of
-        both directions are one product before the loop, the kernels are split once outside
-        it, and step `t` of the loop advances the forward GRU at position `t` and the backward
-        GRU at position `src_len - 1 - t`. At padding a direction keeps its state (the
-        backward one therefore starts from zeros at the last real token) and the annotations
-        are zeros.
+        both directions are one product before the loop (Keras multiplies each step's inputs
+        inside its loop), and step `t` of the loop advances the forward GRU at position `t`
+        and the backward GRU at position `src_len - 1 - t`. At padding a direction keeps its
+        state (the backward one therefore starts from zeros at the last real token) and the
+        annotations are zeros.
 
         Returns `(annotations, backward_state)`: `[batch, src_len, 2 * units]` and ←h_1
         `[batch, units]`.

@@ -478,6 +478,36 @@ def test_loop_in_parts_gives_the_same_results_and_gradients(shards, rows):
             np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max())
 
 
+@pytest.mark.parametrize("tgt_len", [0, TGT_LEN])
+def test_loop_gradient_with_and_without_steps(plain_decoder, tgt_len):
+    """A target with no step (only START) has zero gradients, as TensorFlow's step-by-step
+    gradient; with steps, the two agree."""
+    target, annotations, mask, state = make_inputs(seed=35)
+    annotations, state = tf.constant(annotations), tf.constant(state)
+    sources = plain_decoder.trainable_variables + [annotations, state]
+
+    def gradients(hoist):
+        plain_decoder.hoist_weight_gradients = hoist
+        try:
+            with tf.GradientTape() as tape:
+                tape.watch([annotations, state])
+                states, _, contexts, _ = plain_decoder.teacher_forcing(
+                    target[:, :tgt_len], annotations, mask, state, loop_shards=2)
+                loss = tf.reduce_sum(states) + tf.reduce_sum(contexts ** 2)
+            return [np.zeros(s.shape) if g is None else tf.convert_to_tensor(g).numpy()
+                    for s, g in zip(sources, tape.gradient(loss, sources))]
+        finally:
+            plain_decoder.hoist_weight_gradients = Decoder.hoist_weight_gradients
+
+    reference, hoisted = gradients(False), gradients(True)
+    for x, y in zip(hoisted, reference, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * max(np.abs(y).max(), 1))
+    if tgt_len == 0:
+        assert not any(np.any(g) for g in reference)
+    else:
+        assert np.abs(reference[-1]).max() > 1e-3
+
+
 def test_loop_shards_must_be_a_positive_integer(plain_decoder):
     target, annotations, mask, state = make_inputs()
     for shards in (0, 1.5, True):
