@@ -157,7 +157,8 @@ class BahdanauAttention(keras.layers.Layer):
         if len(weights.shape) == 3:
             context = tf.matmul(weights, values)  # [batch, tgt_len, value_dim]
         else:
-            context = tf.einsum("bs,bsd->bd", weights, values)  # [batch, value_dim]
+            # [batch, 1, src_len] x [batch, src_len, value_dim]: [batch, value_dim]
+            context = tf.matmul(weights[:, None, :], values)[:, 0]
         return context, weights
 
     def compute_mask(self, query, values, mask=None, keys=None):

@@ -180,8 +180,9 @@ class Decoder(keras.Model):
         # s̃_i = tanh(W E y_{i-1} + U [r_i ∘ s_{i-1}] + C c_i)
         reset_state = reset_gate * state
         candidate = tf.tanh(candidate_input + tf.matmul(reset_state, recurrent_candidate))
-        # s_i = (1 - z_i) ∘ s_{i-1} + z_i ∘ s̃_i
-        new_state = (1.0 - update_gate) * state + update_gate * candidate
+        # s_i = (1 - z_i) ∘ s_{i-1} + z_i ∘ s̃_i, written s_{i-1} + z_i ∘ (s̃_i - s_{i-1}): one
+        # operation fewer, forward and backward
+        new_state = state + update_gate * (candidate - state)
         return new_state, context, weights, reset_state
 
     def output_logits(self, states, embedded, contexts, training=None):

@@ -383,7 +383,11 @@ def test_step_invariant_work_is_outside_the_loop(plain_decoder):
     assert tuple(plain_decoder.context_kernel.shape) in outer_reads
     assert tuple(plain_decoder.recurrent_kernel.shape) in outer_reads
     body_types = {op.type for op in body.get_operations()}
-    assert not body_types & {"GatherV2", "ResourceGather", "Max", "BatchMatMulV2"}
+    assert not body_types & {"GatherV2", "ResourceGather", "Max"}
+    # The one batched product is the context, Σ_j α_ij h_j: [batch, 1, src] x [batch, src, C].
+    batched = [tuple(op.outputs[0].shape) for op in body.get_operations()
+               if op.type == "BatchMatMulV2"]
+    assert batched == [(BATCH, 1, CONTEXT_DIM)]
     # Nothing in the body has a vocabulary-sized axis.
     assert not [op for op in body.get_operations()
                 for out in op.outputs if VOCAB in tuple(out.shape)]
