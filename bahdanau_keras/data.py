@@ -103,6 +103,25 @@ def _check_file(path, name, md5=None):
             raise CorpusError(f"{name}: corrupt member {bad!r} in the zip file")
 
 
+def _read_zip(archive, member=None):
+    """The bytes of `member` of the zip file `archive` (default: its largest `.txt` that is
+    not an `_about.txt`-style note), and the name `archive:member`."""
+    try:
+        with zipfile.ZipFile(archive) as opened:
+            if member is None:
+                members = [m for m in opened.infolist()
+                           if m.filename.endswith(".txt")
+                           and not os.path.basename(m.filename).startswith("_")]
+                if not members:
+                    raise CorpusError(f"{archive}: the zip file holds no corpus .txt file")
+                member = max(members, key=lambda m: m.file_size).filename
+            return opened.read(member), f"{archive}:{member}"
+    except KeyError:
+        raise CorpusError(f"{archive}: the zip file holds no {member}") from None
+    except zipfile.BadZipFile as error:
+        raise CorpusError(f"{archive}: not a valid zip file ({error})") from None
+
+
 def _read_bytes(path):
     """The corpus text as bytes, and the name to use in messages."""
     if is_url(path):
@@ -110,29 +129,13 @@ def _read_bytes(path):
     archive, _, member = os.fspath(path).rpartition(":")
     if not os.path.exists(path) and archive and os.path.isfile(archive) and member:
         # "corpus.zip:fra.txt", the name that messages (and older model directories) give.
-        try:
-            with zipfile.ZipFile(archive) as opened:
-                return opened.read(member), os.fspath(path)
-        except KeyError:
-            raise CorpusError(f"{archive}: the zip file holds no {member}") from None
-        except zipfile.BadZipFile as error:
-            raise CorpusError(f"{archive}: not a valid zip file ({error})") from None
+        return _read_zip(archive, member)
     if not os.path.exists(path):
         raise CorpusError(f"{path}: no such file")
     if os.path.isdir(path):
         raise CorpusError(f"{path}: is a directory, expected a .txt or .zip corpus file")
     if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                members = [m for m in archive.infolist()
-                           if m.filename.endswith(".txt")
-                           and not os.path.basename(m.filename).startswith("_")]
-                if not members:
-                    raise CorpusError(f"{path}: the zip file holds no corpus .txt file")
-                member = max(members, key=lambda m: m.file_size)
-                return archive.read(member), f"{path}:{member.filename}"
-        except zipfile.BadZipFile as error:
-            raise CorpusError(f"{path}: not a valid zip file ({error})") from None
+        return _read_zip(path)
     if path.lower().endswith(".zip"):
         raise CorpusError(f"{path}: not a valid zip file (truncated or corrupt)")
     with open(path, "rb") as f:
