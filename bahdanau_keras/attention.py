@@ -112,18 +112,26 @@ class BahdanauAttention(keras.layers.Layer):
         else:
             # [batch, 1, units] + [batch, src_len, units]
             features = projected_query[:, None, :] + keys
-        score_vector = tf.convert_to_tensor(self.score_vector)
-        if self.normalize:
-            features = features + tf.cast(self.score_bias, features.dtype)
-            # g v_a / ||v_a||
-            score_vector = self.score_scale * score_vector * tf.math.rsqrt(
-                tf.reduce_sum(tf.square(score_vector)))
+        score_vector, score_bias = self.score_weights()
+        if score_bias is not None:
+            features = features + tf.cast(score_bias, features.dtype)
         # v_a^T tanh(...): [batch, (tgt_len,) src_len], as one [N, units] x [units, 1] product
         # (in the decoder's loop, fewer operations per step, forward and backward, than a
         # broadcast product and a sum: +1.8% training speed in an interleaved comparison).
         flat = tf.reshape(tf.tanh(features), [-1, self.units])
         scores = tf.matmul(flat, tf.cast(score_vector, features.dtype)[:, None])
         return tf.reshape(scores, tf.shape(features)[:-1])
+
+    def score_weights(self):
+        """`(v_a, b)`: the score vector (`g v_a / ||v_a||` when `normalize`) and the bias
+        inside the `tanh` (`None` unless `normalize`)."""
+        score_vector = tf.convert_to_tensor(self.score_vector)
+        if not self.normalize:
+            return score_vector, None
+        # g v_a / ||v_a||
+        score_vector = self.score_scale * score_vector * tf.math.rsqrt(
+            tf.reduce_sum(tf.square(score_vector)))
+        return score_vector, tf.convert_to_tensor(self.score_bias)
 
     @staticmethod
     def masked_softmax(scores, mask=None):

@@ -5,9 +5,11 @@
     s̃_i = tanh(W E y_{i-1} + U [r_i ∘ s_{i-1}] + C c_i),  s_i = (1 - z_i) ∘ s_{i-1} + z_i ∘ s̃_i
     t̃_i = U_o s_i + V_o E y_{i-1} + C_o c_i,  t_i = maxout(t̃_i),  logits = W_o t_i
 
-Distinct small sizes: vocabulary 17, embedding 5, units 7, attention units 3, context 6,
+Distinct small sizes: vocabulary 19, embedding 5, units 7, attention units 3, context 6,
 batch 3, source length 4, target length 8.
 """
+
+import contextlib
 
 import keras
 import numpy as np
@@ -21,7 +23,7 @@ from bahdanau_keras.decoder import Decoder
 from bahdanau_keras.text import PAD_ID, START_ID
 from bahdanau_keras.train import seed_everything
 
-VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS, CONTEXT_DIM = 17, 5, 7, 3, 6
+VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS, CONTEXT_DIM = 19, 5, 7, 3, 6
 BATCH, SRC_LEN, TGT_LEN = 3, 4, 8
 SOURCE_LENGTHS, TARGET_LENGTHS = [4, 2, 1], [8, 3, 1]
 
@@ -343,18 +345,34 @@ def trace_call(decoder, tgt_len):
         tf.TensorSpec([BATCH, SRC_LEN], tf.bool), tf.TensorSpec([BATCH, UNITS]))
 
 
-def test_teacher_forcing_is_one_while_loop(plain_decoder, monkeypatch):
-    cell_calls = []
-    original_cell = plain_decoder._cell
+@contextlib.contextmanager
+def loop_variant(decoder, hoist=True, fused=True):
+    """The decoder's training loop with the kernels' gradients after the loop (`hoist`) and
+    with its hand-written backward loop (`fused`), or TensorFlow's step-by-step gradient."""
+    decoder.hoist_weight_gradients, decoder.fused_loop = hoist, fused
+    try:
+        yield decoder
+    finally:
+        decoder.hoist_weight_gradients = Decoder.hoist_weight_gradients
+        decoder.fused_loop = Decoder.fused_loop
 
-    def counting_cell(*args, **kwargs):
-        cell_calls.append(1)
-        return original_cell(*args, **kwargs)
 
-    monkeypatch.setattr(plain_decoder, "_cell", counting_cell)
-    short, long = trace_call(plain_decoder, 2), trace_call(plain_decoder, 11)
+@pytest.mark.parametrize("fused", [True, False])
+def test_teacher_forcing_is_one_while_loop(plain_decoder, monkeypatch, fused):
+    step_traces = []
+    # The fused loop's step is inside `_fused_loop`; the other one calls `_cell`.
+    name = "_fused_loop" if fused else "_cell"
+    original = getattr(plain_decoder, name)
+
+    def counting(*args, **kwargs):
+        step_traces.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(plain_decoder, name, counting)
+    with loop_variant(plain_decoder, fused=fused):
+        short, long = trace_call(plain_decoder, 2), trace_call(plain_decoder, 11)
     # The step is traced once per graph, whatever the target length: no Python loop over time.
-    assert len(cell_calls) == 2
+    assert len(step_traces) == 2
     short_ops, long_ops = short.graph.get_operations(), long.graph.get_operations()
     assert len(long_ops) == len(short_ops)
     loops = [op for op in long_ops if op.type in ("While", "StatelessWhile")]
@@ -366,17 +384,19 @@ def test_teacher_forcing_is_one_while_loop(plain_decoder, monkeypatch):
         np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-5)
 
 
-def test_step_invariant_work_is_outside_the_loop(plain_decoder):
-    """The loop body reads only v_a: W_a, C and U are read (and split) once before the loop,
-    and the key projection U_a h, the embedding, the input projection, the deep output and
-    the vocabulary projection run outside it."""
-    graph = trace_call(plain_decoder, 6).graph
+@pytest.mark.parametrize("fused", [True, False])
+def test_step_invariant_work_is_outside_the_loop(plain_decoder, fused):
+    """The loop body reads no weight (the fused loop) or only v_a: W_a, C and U are read (and
+    split) once before the loop, and the key projection U_a h, the embedding, the input
+    projection, the deep output and the vocabulary projection run outside it."""
+    with loop_variant(plain_decoder, fused=fused):
+        graph = trace_call(plain_decoder, 6).graph
     (loop,) = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
     body = graph._functions[loop.get_attr("body").name].graph
     read_shapes = sorted(tuple(op.outputs[0].shape) for op in body.get_operations()
                          if op.type == "ReadVariableOp")
     attention = plain_decoder.attention
-    assert read_shapes == [tuple(attention.score_vector.shape)]
+    assert read_shapes == ([] if fused else [tuple(attention.score_vector.shape)])
     outer_reads = {tuple(op.outputs[0].shape) for op in graph.get_operations()
                    if op.type == "ReadVariableOp"}
     assert tuple(attention.query_dense.kernel.shape) in outer_reads
@@ -415,11 +435,16 @@ class DotAttention(keras.layers.Layer):
         return tf.einsum("bs,bsd->bd", weights, values), weights
 
 
-def loop_gradients(decoder, hoist, function, seed=30, shards=1, rows=None):
+def loop_gradients(decoder, function, hoist=True, fused=True, seed=30, shards=1, rows=None,
+                   empty_source=False):
     """The logits and attention weights, and the gradients of a loss that reads both, with
     respect to every trainable weight, the annotations and the initial state (the first
-    `rows` sentences of the batch)."""
+    `rows` sentences of the batch; with `empty_source`, the second sentence's source is all
+    padding)."""
     target, annotations, mask, state = (x[:rows] for x in make_inputs(seed=seed))
+    if empty_source:
+        mask = mask.copy()
+        mask[1] = False
     annotations, state = tf.constant(annotations), tf.constant(state)
     rng = np.random.default_rng(seed + 1)
     logit_weights = tf.constant(rng.standard_normal((BATCH, TGT_LEN, VOCAB))[:rows], tf.float32)
@@ -437,18 +462,17 @@ def loop_gradients(decoder, hoist, function, seed=30, shards=1, rows=None):
         return [logits, weights] + tape.gradient(
             loss, decoder.trainable_variables + [annotations, state])
 
-    decoder.hoist_weight_gradients = hoist
-    try:
+    with loop_variant(decoder, hoist, fused):
         return [g.numpy() for g in (tf.function(run)() if function else run())]
-    finally:
-        decoder.hoist_weight_gradients = Decoder.hoist_weight_gradients
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("attention", ["bahdanau", "normalized", "dot"])
-def test_hoisted_weight_gradients_equal_step_by_step_gradients(attention):
-    """The loop's own gradient (kernels' gradients summed after the loop in one product each)
-    equals TensorFlow differentiating every step, for every weight and both inputs, eagerly
-    and in a tf.function; also when the attention is another layer read inside the loop."""
+def test_hoisted_weight_gradients_equal_step_by_step_gradients(attention, fused):
+    """The loop's own gradient (kernels' gradients summed after the loop in one product each;
+    `fused`: the backward loop written out) equals TensorFlow differentiating every step,
+    for every weight and both inputs, eagerly and in a tf.function; also when the attention
+    is another layer read inside the loop (never fused)."""
     decoder = make_decoder(seed=31, normalize_attention=attention == "normalized")
     if attention == "dot":
         decoder = Decoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS)
@@ -458,54 +482,72 @@ def test_hoisted_weight_gradients_equal_step_by_step_gradients(attention):
         decoder.set_weights(
             [0.5 * rng.standard_normal(w.shape).astype(np.float32) for w in decoder.weights])
         assert decoder.loop_kernels()[3] is None
-    reference = loop_gradients(decoder, hoist=False, function=False)
+    reference = loop_gradients(decoder, function=False, hoist=False)
     names = (["logits", "attention weights"] + [v.path for v in decoder.trainable_variables]
              + ["annotations", "initial_state"])
     for function in (False, True):
-        hoisted = loop_gradients(decoder, hoist=True, function=function)
+        hoisted = loop_gradients(decoder, function=function, fused=fused)
         for name, x, y in zip(names, hoisted, reference, strict=True):
             assert np.abs(y).max() > 1e-3, name  # every gradient is far from zero
             np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max(),
                                        err_msg=name)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_loop_gradients_with_an_all_padding_source(fused):
+    """A sentence whose source is all padding attends to nothing (α = 0, c = 0): the same
+    outputs and gradients as TensorFlow's step-by-step gradient, all finite."""
+    decoder = make_decoder(seed=36)
+    reference = loop_gradients(decoder, function=False, hoist=False, empty_source=True)
+    assert not np.any(reference[1][1])  # no attention for that sentence
+    for function in (False, True):
+        result = loop_gradients(decoder, function=function, fused=fused, shards=2,
+                                empty_source=True)
+        for x, y in zip(result, reference, strict=True):
+            assert np.all(np.isfinite(x))
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max())
+
+
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("shards, rows", [(2, None), (3, None), (4, None), (2, 1)])
-def test_loop_in_parts_gives_the_same_results_and_gradients(shards, rows):
+def test_loop_in_parts_gives_the_same_results_and_gradients(shards, rows, fused):
     """The batch split into `shards` parts inside the loop (3 sentences in 2, 3 or 4 parts,
     some empty; 1 sentence in 2) gives the outputs and gradients of the whole batch."""
     decoder = make_decoder(seed=34)
-    reference = loop_gradients(decoder, hoist=False, function=False, rows=rows)
+    reference = loop_gradients(decoder, function=False, hoist=False, rows=rows)
     for function in (False, True):
-        parts = loop_gradients(decoder, hoist=True, function=function, shards=shards,
+        parts = loop_gradients(decoder, function=function, fused=fused, shards=shards,
                                rows=rows)
         for x, y in zip(parts, reference, strict=True):
             np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max())
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("tgt_len", [0, TGT_LEN])
-def test_loop_gradient_with_and_without_steps(plain_decoder, tgt_len):
+def test_loop_gradient_with_and_without_steps(plain_decoder, tgt_len, fused):
     """A target with no step (only START) has zero gradients, as TensorFlow's step-by-step
-    gradient; with steps, the two agree."""
+    gradient; with steps, the two agree (eagerly and in a tf.function)."""
     target, annotations, mask, state = make_inputs(seed=35)
     annotations, state = tf.constant(annotations), tf.constant(state)
     sources = plain_decoder.trainable_variables + [annotations, state]
 
-    def gradients(hoist):
-        plain_decoder.hoist_weight_gradients = hoist
-        try:
-            with tf.GradientTape() as tape:
-                tape.watch([annotations, state])
-                states, _, contexts, _ = plain_decoder.teacher_forcing(
-                    target[:, :tgt_len], annotations, mask, state, loop_shards=2)
-                loss = tf.reduce_sum(states) + tf.reduce_sum(contexts ** 2)
-            return [np.zeros(s.shape) if g is None else tf.convert_to_tensor(g).numpy()
-                    for s, g in zip(sources, tape.gradient(loss, sources))]
-        finally:
-            plain_decoder.hoist_weight_gradients = Decoder.hoist_weight_gradients
+    def gradients():
+        with tf.GradientTape() as tape:
+            tape.watch([annotations, state])
+            states, _, contexts, _ = plain_decoder.teacher_forcing(
+                target[:, :tgt_len], annotations, mask, state, loop_shards=2)
+            loss = tf.reduce_sum(states) + tf.reduce_sum(contexts ** 2)
+        return [tf.zeros(s.shape) if g is None else tf.convert_to_tensor(g)
+                for s, g in zip(sources, tape.gradient(loss, sources))]
 
-    reference, hoisted = gradients(False), gradients(True)
-    for x, y in zip(hoisted, reference, strict=True):
-        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * max(np.abs(y).max(), 1))
+    with loop_variant(plain_decoder, hoist=False):
+        reference = [g.numpy() for g in gradients()]
+    for function in (False, True):
+        with loop_variant(plain_decoder, fused=fused):
+            hoisted = tf.function(gradients)() if function else gradients()
+        for x, y in zip(hoisted, reference, strict=True):
+            np.testing.assert_allclose(x.numpy(), y, rtol=1e-4,
+                                       atol=1e-5 * max(np.abs(y).max(), 1))
     if tgt_len == 0:
         assert not any(np.any(g) for g in reference)
     else:
@@ -553,19 +595,19 @@ def loop_products(decoder):
     return shapes
 
 
-def test_kernels_are_not_differentiated_inside_the_loop(plain_decoder):
+@pytest.mark.parametrize("fused", [True, False])
+def test_kernels_are_not_differentiated_inside_the_loop(plain_decoder, fused):
     """No product in the loops has a kernel's shape: the gradients of C, [U_z; U_r], U and
     W_a are computed after the loop. Differentiated step by step, they are in the loop."""
     kernel_shapes = {(CONTEXT_DIM, 3 * UNITS), (UNITS, 2 * UNITS), (UNITS, UNITS),
-                     (UNITS, ATTENTION_UNITS)}
-    products = loop_products(plain_decoder)
+                     (UNITS, ATTENTION_UNITS), (UNITS, ATTENTION_UNITS + 2 * UNITS)}
+    with loop_variant(plain_decoder, fused=fused):
+        products = loop_products(plain_decoder)
     assert (BATCH, 3 * UNITS) in products  # C c_i
     assert not products & kernel_shapes
-    plain_decoder.hoist_weight_gradients = False
-    try:
-        assert kernel_shapes <= loop_products(plain_decoder)
-    finally:
-        plain_decoder.hoist_weight_gradients = Decoder.hoist_weight_gradients
+    with loop_variant(plain_decoder, hoist=False):
+        assert kernel_shapes - {(UNITS, ATTENTION_UNITS + 2 * UNITS)} <= loop_products(
+            plain_decoder)
 
 
 # -- output layer -------------------------------------------------------------------------------
