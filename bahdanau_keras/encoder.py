@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from bahdanau_keras.decoder import sigmoid_grad, tanh_grad
 from bahdanau_keras.text import PAD_ID
 
 
@@ -97,34 +98,130 @@ class Encoder(keras.Model):
         projected = tf.transpose(projected, [1, 0, 2])  # time-major [src_len, batch, 6 units]
         forward_input, backward_input = tf.split(projected, 2, axis=-1)
         time_mask = tf.transpose(mask)[:, :, tf.newaxis]  # [src_len, batch, 1]
-        recurrent = [(tf.cast(cell.recurrent_kernel, dtype), tf.cast(cell.bias[1], dtype))
-                     for cell in cells]
-
-        def gru(inputs, state, real, recurrent_kernel, recurrent_bias):
-            x_z, x_r, x_h = tf.split(inputs, 3, axis=-1)
-            inner = tf.matmul(state, recurrent_kernel) + recurrent_bias
-            h_z, h_r, h_h = tf.split(inner, 3, axis=-1)
-            update = tf.sigmoid(x_z + h_z)
-            reset = tf.sigmoid(x_r + h_r)
-            candidate = tf.tanh(x_h + reset * h_h)
-            new_state = update * state + (1.0 - update) * candidate
-            return tf.where(real, new_state, state)
-
-        def step(carry, elems):
-            forward_state, backward_state = carry
-            forward_x, backward_x, forward_real, backward_real = elems
-            return (gru(forward_x, forward_state, forward_real, *recurrent[0]),
-                    gru(backward_x, backward_state, backward_real, *recurrent[1]))
-
-        zeros = tf.zeros([tf.shape(embedded)[0], units], dtype)
-        forward_states, backward_states = tf.scan(
-            step, (forward_input, tf.reverse(backward_input, [0]), time_mask,
-                   tf.reverse(time_mask, [0])),
-            initializer=(zeros, zeros))
-        backward_state = backward_states[-1]  # ←h_1: the last step read position 0
+        recurrent_kernels = [tf.cast(cell.recurrent_kernel, dtype) for cell in cells]
+        recurrent_biases = [tf.cast(cell.bias[1], dtype) for cell in cells]
+        forward_states, backward_states = self.gru_loop(
+            (forward_input, tf.reverse(backward_input, [0])),
+            (time_mask, tf.reverse(time_mask, [0])), recurrent_kernels, recurrent_biases)
+        # ←h_1: the last step read position 0 (s_0 = 0 when there is no position)
+        backward_state = backward_states[-1]
+        forward_states, backward_states = forward_states[1:], backward_states[1:]
         annotations = tf.concat([forward_states, tf.reverse(backward_states, [0])], axis=-1)
         annotations = tf.where(time_mask, annotations, tf.zeros_like(annotations))
         return tf.transpose(annotations, [1, 0, 2]), backward_state
+
+    def gru_loop(self, inputs, real, kernels, biases):
+        """Two GRUs (Keras' `reset_after` form) side by side in one `tf.while_loop`, with the
+        backward loop written out.
+
+        `inputs`: per GRU, its time-major projected inputs `x_t` (biases added),
+        `[steps, batch, 3 units]`; `real`: per GRU, bool `[steps, batch, 1]` (a GRU keeps its
+        state where `False`); `kernels`, `biases`: per GRU, the recurrent kernel `R`
+        `[units, 3 units]` and bias `b` `[3 units]`. Step `t`, from `s_0 = 0`:
+
+            [h_z, h_r, h_h] = s_{t-1} R + b
+            z_t, r_t = σ(x_z + h_z), σ(x_r + h_r)
+            s̃_t = tanh(x_h + r_t ∘ h_h)
+            s_t = z_t ∘ s_{t-1} + (1 - z_t) ∘ s̃_t, written s̃_t + z_t ∘ (s_{t-1} - s̃_t)
+
+        Returns the states of each GRU from `s_0`, `[steps + 1, batch, units]`. The
+        gradient runs the chain rule through one step by hand on the values the forward loop
+        kept, and sums the gradients of `R` and `b` after the loop in one product each
+        (the kernels the backward step multiplies by are transposed once); tested against
+        Keras' `Bidirectional(GRU)`.
+        """
+        units, dtype = self.units, inputs[0].dtype
+        count = len(inputs)
+
+        @tf.custom_gradient
+        def loop(*args):
+            inputs, kernels, biases = args[:count], args[count:2 * count], args[2 * count:]
+            steps = tf.shape(inputs[0])[0]
+            zeros = tf.zeros([tf.shape(inputs[0])[1], units], dtype)
+            input_arrays = [tf.TensorArray(dtype, size=steps).unstack(x) for x in inputs]
+            real_arrays = [tf.TensorArray(tf.bool, size=steps, clear_after_read=False)
+                           .unstack(x) for x in real]  # read forward and backward
+
+            def arrays(size):
+                return tf.TensorArray(dtype, size=size)
+
+            def forward_step(t, states, saved):
+                new_states, new_saved = [], []
+                for g in range(count):
+                    state = states[g]
+                    input_gates, input_candidate = tf.split(
+                        input_arrays[g].read(t), [2 * units, units], axis=1)
+                    recurrent_gates, recurrent_candidate = tf.split(
+                        tf.matmul(state, kernels[g]) + biases[g], [2 * units, units], axis=1)
+                    gates = tf.sigmoid(input_gates + recurrent_gates)
+                    update, reset = tf.split(gates, 2, axis=1)
+                    candidate = tf.tanh(input_candidate + reset * recurrent_candidate)
+                    difference = state - candidate
+                    new_state = tf.where(real_arrays[g].read(t),
+                                         candidate + update * difference, state)
+                    new_state.set_shape(state.shape)
+                    new_states.append(new_state)
+                    # states at t + 1 (s_0 at 0)
+                    values = (new_state, gates, candidate, difference, recurrent_candidate)
+                    new_saved.append(tuple(array.write(t + 1 if j == 0 else t, x)
+                                           for j, (array, x) in enumerate(zip(saved[g], values))))
+                return t + 1, tuple(new_states), tuple(new_saved)
+
+            saved = tuple((arrays(steps + 1).write(0, zeros),) + tuple(
+                arrays(steps) for _ in range(4)) for _ in range(count))
+            _, _, saved = tf.while_loop(
+                lambda t, *_: t < steps, forward_step, (0, (zeros,) * count, saved))
+            all_states = [saved[g][0].stack() for g in range(count)]  # [s_0, ..., s_T]
+            transposed = [tf.transpose(kernel) for kernel in kernels]
+
+            def grad(*d_states):
+                d_arrays = [tf.TensorArray(dtype, size=steps).unstack(
+                    tf.zeros_like(all_states[g][1:]) if d is None else d[1:])
+                    for g, d in enumerate(d_states)]
+
+                def backward_step(j, d_next, written):
+                    t = j - 1  # from the last step to the first
+                    d_previous, new_written = [], []
+                    for g in range(count):
+                        state, gates, candidate, difference, recurrent_candidate = (
+                            array.read(t) for array in saved[g])  # state: s_{t-1}
+                        update, reset = tf.split(gates, 2, axis=1)
+                        d_state = d_next[g] + d_arrays[g].read(t)
+                        d_new = tf.where(real_arrays[g].read(t), d_state, 0.0)
+                        d_update_path = d_new * update
+                        d_candidate_input = tanh_grad(candidate, d_new - d_update_path)
+                        d_gates = sigmoid_grad(gates, tf.concat(
+                            [d_new * difference, d_candidate_input * recurrent_candidate],
+                            axis=1))
+                        d_recurrent = tf.concat([d_gates, d_candidate_input * reset], axis=1)
+                        d_input = tf.concat([d_gates, d_candidate_input], axis=1)
+                        previous = (d_state - d_new + d_update_path
+                                    + tf.matmul(d_recurrent, transposed[g]))
+                        previous.set_shape(d_next[g].shape)
+                        d_previous.append(previous)
+                        new_written.append((written[g][0].write(t, d_input),
+                                            written[g][1].write(t, d_recurrent)))
+                    return t, tuple(d_previous), tuple(new_written)
+
+                # and a last element (zeros) so that they stack also when there is no step
+                last = tf.zeros([tf.shape(zeros)[0], 3 * units], dtype)
+                written = tuple(tuple(arrays(steps + 1).write(steps, last) for _ in range(2))
+                                for _ in range(count))
+                _, _, written = tf.while_loop(
+                    lambda j, *_: j > 0, backward_step, (steps, (zeros,) * count, written))
+                d_inputs, d_kernels, d_biases = [], [], []
+                for g in range(count):
+                    d_input, d_recurrent = (array.stack()[:steps] for array in written[g])
+                    d_inputs.append(d_input)
+                    flat = tf.reshape(d_recurrent, [-1, 3 * units])
+                    d_kernels.append(tf.matmul(  # Σ_t s_{t-1}^T d[h_z, h_r, h_h]_t
+                        tf.reshape(all_states[g][:-1], [-1, units]), flat, transpose_a=True))
+                    d_biases.append(tf.reduce_sum(flat, axis=0))
+                return d_inputs + d_kernels + d_biases
+
+            return tuple(all_states), grad
+
+        return loop(*inputs, *kernels, *biases)
 
     def get_config(self):
         return {

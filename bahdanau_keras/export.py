@@ -124,7 +124,10 @@ def export(module, path):
         "translate_beam": module.translate_beam.get_concrete_function(),
         "translate_sample": module.translate_sample.get_concrete_function(),
     }
-    tf.saved_model.save(module, path, signatures=signatures)
+    # Inference only: the encoder's loop has its own gradient (`Encoder.gru_loop`), which
+    # reads the forward loop's TensorArrays and cannot be saved as a function of its own.
+    tf.saved_model.save(module, path, signatures=signatures,
+                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     return path
 
 

@@ -111,9 +111,11 @@ def test_annotations_and_initial_state_from_each_direction(encoder):
                 initial_state[b], np.tanh(backward[-1] @ w_s + b_s), atol=1e-3)
 
 
-def test_one_loop_equals_the_keras_bidirectional_layer(encoder):
-    """`run_gru` computes what the Keras `Bidirectional(GRU)` layer whose weights it reads
-    gives with the mask, at every position (padding included), with the same gradients."""
+@pytest.mark.parametrize("function", [False, True])
+def test_one_loop_equals_the_keras_bidirectional_layer(encoder, function):
+    """`run_gru` (with its written-out backward loop) computes what the Keras
+    `Bidirectional(GRU)` layer whose weights it reads gives with the mask, at every position
+    (padding included), with the same gradients; eagerly and in a tf.function."""
     tokens = make_tokens(seed=7)
     mask = tf.not_equal(tokens, PAD_ID)
     embedded = encoder.embedding(tokens)
@@ -124,15 +126,32 @@ def test_one_loop_equals_the_keras_bidirectional_layer(encoder):
     for run in (lambda: encoder.run_gru(embedded, mask),
                 lambda: (lambda out: (out[0], out[2]))(
                     encoder.bidirectional_gru(embedded, mask=mask))):
-        with tf.GradientTape() as tape:
-            tape.watch(embedded)
-            annotations, backward_state = run()
-            loss = tf.reduce_sum(annotations * weights) + tf.reduce_sum(backward_state)
-        results.append([annotations, backward_state,
-                        *tape.gradient(loss, [embedded, *variables])])
+        def gradients(run=run):
+            with tf.GradientTape() as tape:
+                tape.watch(embedded)
+                annotations, backward_state = run()
+                loss = tf.reduce_sum(annotations * weights) + tf.reduce_sum(backward_state)
+            return [annotations, backward_state, *tape.gradient(loss, [embedded, *variables])]
+
+        results.append(tf.function(gradients)() if function else gradients())
     for ours, keras_layer in zip(*results, strict=True):
         assert np.abs(keras_layer.numpy()).max() > 1e-3
         np.testing.assert_allclose(ours.numpy(), keras_layer.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_gradients_of_an_empty_source():
+    """A batch of sources with no position: empty annotations, zero gradients."""
+    encoder = make_encoder(seed=9)
+    embedded = tf.zeros([2, 0, EMBEDDING_DIM])
+    variables = encoder.bidirectional_gru.trainable_variables
+    with tf.GradientTape() as tape:
+        tape.watch(embedded)
+        annotations, backward_state = encoder.run_gru(embedded, tf.zeros([2, 0], tf.bool))
+        loss = tf.reduce_sum(annotations) + tf.reduce_sum(backward_state)
+    assert annotations.shape == (2, 0, 2 * UNITS)
+    grads = tape.gradient(loss, variables, unconnected_gradients="zero")
+    assert [g.shape for g in grads] == [v.shape for v in variables]
+    assert not any(np.any(tf.convert_to_tensor(g).numpy()) for g in grads)
 
 
 def test_padding_positions_do_not_leak_into_real_ones(encoder):
