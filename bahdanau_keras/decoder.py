@@ -17,16 +17,7 @@ import keras
 import tensorflow as tf
 
 from bahdanau_keras.attention import BahdanauAttention
-
-
-def tanh_grad(y, dy):
-    """`dy (1 - y²)`, the gradient through `y = tanh(x)`, as one operation."""
-    return tf.raw_ops.TanhGrad(y=y, dy=dy)
-
-
-def sigmoid_grad(y, dy):
-    """`dy y (1 - y)`, the gradient through `y = σ(x)`, as one operation."""
-    return tf.raw_ops.SigmoidGrad(y=y, dy=dy)
+from bahdanau_keras.backprop import part_sizes, sigmoid_grad, step_array, summed_product, tanh_grad
 
 
 @keras.saving.register_keras_serializable(package="bahdanau_keras")
@@ -264,9 +255,10 @@ class Decoder(keras.Model):
         are computed after it, each as one product over every step at once: the gradient of
         `x_i K` is `Σ_i x_i^T g_i`, where `g_i` is the gradient of the product's output, which
         for `C`, `[U_z; U_r]` and `U` is the gradient of the projected input it is added to,
-        and for `W_a` that of a zero offset added to `W_a s_{i-1}`. That gradient can be taken
-        once per forward pass: a persistent tape asking twice gets TensorFlow's error for a
-        non-persistent one (set `hoist_weight_gradients = False` for that).
+        and for `W_a` that of a zero offset added to `W_a s_{i-1}`. That gradient (not the
+        fused one below) can be taken once per forward pass: a persistent tape asking twice
+        gets TensorFlow's error for a non-persistent one (set `hoist_weight_gradients = False`
+        for that).
 
         With `BahdanauAttention` in float32 (and `fused_loop`, the default), the backward
         loop is written out as well (`_fused_loop`): the chain rule through one step by
@@ -292,7 +284,10 @@ class Decoder(keras.Model):
             return tf.scan(step, projected, initializer=initializer)[:3]
 
         kind = type(self.attention)
+        # The fused loop writes out `_cell`'s equations and those of BahdanauAttention's
+        # `attend`: only when neither is overridden.
         if (self.fused_loop and kernels[3] is not None and projected.dtype == tf.float32
+                and type(self)._cell is Decoder._cell
                 and all(getattr(kind, name) is getattr(BahdanauAttention, name)
                         for name in ("attend", "score", "masked_softmax"))):
             return self._fused_loop(projected, keys, annotations, source_mask, initial_state,
@@ -313,7 +308,7 @@ class Decoder(keras.Model):
                 tape.watch(inputs)
                 # The batch in `shards` parts, each its own chain of operations in the step.
                 batch = tf.shape(initial_state)[0]
-                sizes = [(batch + k) // shards for k in range(shards)]
+                sizes = part_sizes(batch, shards)
                 parts = [tf.split(x, sizes, axis=0) for x in (keys, annotations)] + [
                     [None] * shards if source_mask is None else tf.split(source_mask, sizes)]
                 parts = list(zip(*parts))  # [(keys, annotations, mask) of part k]
@@ -347,10 +342,6 @@ class Decoder(keras.Model):
                 d_projected = grads[0]  # [tgt_len, batch, 3 units]
                 # s_{i-1} of every step (also when there is no step at all).
                 previous_states = tf.concat([initial_state[None], states], axis=0)[:-1]
-
-                def summed_product(x, g):  # Σ_i x_i^T g_i as one product
-                    return tf.matmul(tf.reshape(x, [-1, x.shape[-1]]),
-                                     tf.reshape(g, [-1, g.shape[-1]]), transpose_a=True)
 
                 kernel_grads = [
                     summed_product(contexts, d_projected),  # C
@@ -393,7 +384,7 @@ class Decoder(keras.Model):
             steps = tf.shape(projected)[0]
             batch = tf.shape(initial_state)[0]
             src_len = tf.shape(annotations)[1]
-            sizes = [(batch + k) // shards for k in range(shards)]
+            sizes = part_sizes(batch, shards)
 
             def parts(x, axis=0):
                 return tf.split(x, sizes, axis=axis)
@@ -413,10 +404,6 @@ class Decoder(keras.Model):
                 candidate_kernel, context_kernel, state_kernel)]
             transposed_values = [tf.transpose(x, [0, 2, 1]) for x in part_values]
             score_column = score_vector[:, None]
-
-            def arrays(size, first=None):
-                array = tf.TensorArray(dtype, size=size)
-                return array if first is None else array.write(0, first)
 
             def forward_step(i, states, saved):
                 new_states, new_saved = [], []
@@ -457,13 +444,13 @@ class Decoder(keras.Model):
                 return i + 1, tuple(new_states), tuple(new_saved)
 
             saved = tuple(
-                (arrays(steps + 1, part_states[k]),)
+                (step_array(dtype, steps + 1, first=part_states[k]),)
                 # contexts, weights and reset states get a last element (zeros) so that they
                 # stack also when there is no step
-                + tuple(arrays(steps + 1).write(steps, tf.zeros(shape, dtype))
+                + tuple(step_array(dtype, steps + 1, last=tf.zeros(shape, dtype))
                         for shape in ([sizes[k], context_dim], [sizes[k], src_len],
                                       [sizes[k], units]))
-                + tuple(arrays(steps) for _ in range(4))
+                + tuple(step_array(dtype, steps) for _ in range(4))
                 for k in range(shards))
             _, _, saved = tf.while_loop(
                 lambda i, *_: i < steps, forward_step, (0, tuple(part_states), saved))
@@ -535,7 +522,7 @@ class Decoder(keras.Model):
                 # d_projected, d_context, d_projected_state of each step, and a last element
                 # (zeros) so that they stack also when there is no step
                 written = tuple(
-                    tuple(arrays(steps + 1).write(steps, tf.zeros([sizes[k], size], dtype))
+                    tuple(step_array(dtype, steps + 1, last=tf.zeros([sizes[k], size], dtype))
                           for size in (3 * units, context_dim, attention_units + 2 * units))
                     for k in range(shards))
                 _, d_initial_state, d_keys, d_score_vector, written = tf.while_loop(
@@ -547,10 +534,6 @@ class Decoder(keras.Model):
                 d_projected, d_contexts, d_projected_states = (
                     tf.concat([written[k][j].stack() for k in range(shards)], axis=1)[:steps]
                     for j in range(3))
-
-                def summed_product(x, g):  # Σ_i x_i^T g_i as one product
-                    return tf.matmul(tf.reshape(x, [-1, x.shape[-1]]),
-                                     tf.reshape(g, [-1, g.shape[-1]]), transpose_a=True)
 
                 return [
                     d_projected,

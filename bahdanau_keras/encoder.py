@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from bahdanau_keras.decoder import sigmoid_grad, tanh_grad
+from bahdanau_keras.backprop import sigmoid_grad, step_array, summed_product, tanh_grad
 from bahdanau_keras.text import PAD_ID
 
 
@@ -142,9 +142,6 @@ class Encoder(keras.Model):
             real_arrays = [tf.TensorArray(tf.bool, size=steps, clear_after_read=False)
                            .unstack(x) for x in real]  # read forward and backward
 
-            def arrays(size):
-                return tf.TensorArray(dtype, size=size)
-
             def forward_step(t, states, saved):
                 new_states, new_saved = [], []
                 for g in range(count):
@@ -167,8 +164,8 @@ class Encoder(keras.Model):
                                            for j, (array, x) in enumerate(zip(saved[g], values))))
                 return t + 1, tuple(new_states), tuple(new_saved)
 
-            saved = tuple((arrays(steps + 1).write(0, zeros),) + tuple(
-                arrays(steps) for _ in range(4)) for _ in range(count))
+            saved = tuple((step_array(dtype, steps + 1, first=zeros),) + tuple(
+                step_array(dtype, steps) for _ in range(4)) for _ in range(count))
             _, _, saved = tf.while_loop(
                 lambda t, *_: t < steps, forward_step, (0, (zeros,) * count, saved))
             all_states = [saved[g][0].stack() for g in range(count)]  # [s_0, ..., s_T]
@@ -205,7 +202,7 @@ class Encoder(keras.Model):
 
                 # and a last element (zeros) so that they stack also when there is no step
                 last = tf.zeros([tf.shape(zeros)[0], 3 * units], dtype)
-                written = tuple(tuple(arrays(steps + 1).write(steps, last) for _ in range(2))
+                written = tuple(tuple(step_array(dtype, steps + 1, last=last) for _ in range(2))
                                 for _ in range(count))
                 _, _, written = tf.while_loop(
                     lambda j, *_: j > 0, backward_step, (steps, (zeros,) * count, written))
@@ -213,10 +210,9 @@ class Encoder(keras.Model):
                 for g in range(count):
                     d_input, d_recurrent = (array.stack()[:steps] for array in written[g])
                     d_inputs.append(d_input)
-                    flat = tf.reshape(d_recurrent, [-1, 3 * units])
-                    d_kernels.append(tf.matmul(  # Σ_t s_{t-1}^T d[h_z, h_r, h_h]_t
-                        tf.reshape(all_states[g][:-1], [-1, units]), flat, transpose_a=True))
-                    d_biases.append(tf.reduce_sum(flat, axis=0))
+                    # Σ_t s_{t-1}^T d[h_z, h_r, h_h]_t and Σ_t d[h_z, h_r, h_h]_t
+                    d_kernels.append(summed_product(all_states[g][:-1], d_recurrent))
+                    d_biases.append(tf.reduce_sum(d_recurrent, axis=[0, 1]))
                 return d_inputs + d_kernels + d_biases
 
             return tuple(all_states), grad

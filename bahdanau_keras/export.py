@@ -124,8 +124,9 @@ def export(module, path):
         "translate_beam": module.translate_beam.get_concrete_function(),
         "translate_sample": module.translate_sample.get_concrete_function(),
     }
-    # Inference only: the encoder's loop has its own gradient (`Encoder.gru_loop`), which
-    # reads the forward loop's TensorArrays and cannot be saved as a function of its own.
+    # Inference only: the training loops have gradients of their own (`Encoder.gru_loop`,
+    # `Decoder._fused_loop`), which read the forward loop's TensorArrays and cannot be saved
+    # as functions of their own.
     tf.saved_model.save(module, path, signatures=signatures,
                         options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     return path

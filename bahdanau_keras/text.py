@@ -10,6 +10,7 @@ import logging
 
 import tensorflow as tf
 import tensorflow_text as tf_text
+from tensorflow_text.python.ops import sentencepiece_tokenizer as sentencepiece_ops
 
 # Special token ids, shared by both vocabularies (and by `../shared/peers/make_ids.py`).
 PAD_ID, START_ID, END_ID, UNKNOWN_ID = 0, 1, 2, 3
@@ -89,6 +90,28 @@ def train_sentencepiece(sentences, vocab_size=8000, model_type="unigram"):
     return model.getvalue()
 
 
+def _share_model_resource(tokenizer, model_proto, name):
+    """Give `tokenizer`'s SentencePiece model resource a shared name.
+
+    tensorflow-text creates it private to the kernel that made it, and eager TensorFlow drops
+    its cached kernels when the global seed is set (`tf.random.set_seed`,
+    `keras.utils.set_random_seed`): the resource went with them, and the next `tokenize`
+    failed with "Resource .../SentencepieceOp/... does not exist". A shared resource stays in
+    the resource manager. (Left as it is if tensorflow-text's internals change.)
+    """
+    resource = getattr(tokenizer, "_model_resource", None)
+    op_library = getattr(sentencepiece_ops, "gen_sentencepiece_tokenizer", None)
+    if resource is None or op_library is None:
+        return
+
+    class SharedModelResource(type(resource)):
+        def _create_resource(self):
+            with tf.name_scope(self._name):
+                return op_library.sentencepiece_op(model=self._model, shared_name=self._name)
+
+    tokenizer._model_resource = SharedModelResource(model_proto, name)
+
+
 class SubwordTokenizer(tf.Module):
     """A SentencePiece subword tokenizer that lives in the graph and saves in a SavedModel.
 
@@ -113,6 +136,7 @@ class SubwordTokenizer(tf.Module):
         self.sentencepiece = tf_text.SentencepieceTokenizer(
             model=model_proto, out_type=tf.int32, add_bos=False, add_eos=False,
             name=f"sentencepiece_{digest}")
+        _share_model_resource(self.sentencepiece, model_proto, f"sentencepiece_{digest}")
         self.vocab_size = int(self.sentencepiece.vocab_size())
 
     @classmethod

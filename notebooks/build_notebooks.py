@@ -731,7 +731,7 @@ def notebook_03():
             ## One forward pass
 
             `Translator((source, target_in))` runs the same loop inside the graph (one
-            `tf.while_loop` over the target, `tf.scan`), for the whole batch, and returns the
+            `tf.while_loop` over the target), for the whole batch, and returns the
             logits of every step and the attention weights. The results match the step-by-step
             loop:
         """),

@@ -466,8 +466,9 @@ def loop_gradients(decoder, function, hoist=True, fused=True, seed=30, shards=1,
         return [g.numpy() for g in (tf.function(run)() if function else run())]
 
 
-@pytest.mark.parametrize("fused", [True, False])
-@pytest.mark.parametrize("attention", ["bahdanau", "normalized", "dot"])
+@pytest.mark.parametrize("attention, fused", [
+    ("bahdanau", True), ("bahdanau", False), ("normalized", True), ("normalized", False),
+    ("dot", None)])
 def test_hoisted_weight_gradients_equal_step_by_step_gradients(attention, fused):
     """The loop's own gradient (kernels' gradients summed after the loop in one product each;
     `fused`: the backward loop written out) equals TensorFlow differentiating every step,
@@ -491,6 +492,39 @@ def test_hoisted_weight_gradients_equal_step_by_step_gradients(attention, fused)
             assert np.abs(y).max() > 1e-3, name  # every gradient is far from zero
             np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max(),
                                        err_msg=name)
+
+
+def test_fused_gradient_can_be_taken_twice_eagerly(plain_decoder):
+    """A persistent tape may ask for the fused loop's gradient more than once."""
+    target, annotations, mask, state = make_inputs(seed=37)
+    annotations = tf.constant(annotations)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(annotations)
+        states, _, contexts, _ = plain_decoder.teacher_forcing(
+            target, annotations, mask, state, loop_shards=2)
+        loss = tf.reduce_sum(states) + tf.reduce_sum(contexts ** 2)
+    first = tape.gradient(loss, annotations).numpy()
+    second = tape.gradient(loss, annotations).numpy()
+    assert np.abs(first).max() > 1e-3
+    np.testing.assert_array_equal(first, second)
+
+
+def test_a_decoder_with_its_own_step_is_not_fused(monkeypatch):
+    """A subclass that overrides `_cell` trains with its own step, not the fused loop's
+    copy of the equations."""
+    class ScaledDecoder(Decoder):
+        def _cell(self, *args, **kwargs):
+            new_state, *rest = super()._cell(*args, **kwargs)
+            return (0.5 * new_state, *rest)
+
+    decoder = ScaledDecoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS)
+    decoder.build((None, None), (None, None, CONTEXT_DIM))
+    monkeypatch.setattr(decoder, "_fused_loop", None)  # would fail if it were called
+    target, annotations, mask, state = make_inputs(seed=38)
+    states = decoder.teacher_forcing(target, annotations, mask, state)[0].numpy()
+    step = decoder.cell(decoder.project_inputs(decoder.embed(target[:, :1]))[:, 0], state,
+                        decoder.attention.project_keys(annotations), annotations, mask)[0]
+    np.testing.assert_allclose(states[:, 0], step.numpy(), atol=1e-6)
 
 
 @pytest.mark.parametrize("fused", [True, False])

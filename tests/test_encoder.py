@@ -139,6 +139,33 @@ def test_one_loop_equals_the_keras_bidirectional_layer(encoder, function):
         np.testing.assert_allclose(ours.numpy(), keras_layer.numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_mixed_precision_gradients_are_close_to_float32(encoder):
+    """Under `mixed_bfloat16` (float32 weights, bfloat16 computation) the loop and its
+    written-out gradient give what float32 gives, to bfloat16's precision."""
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")  # as `train` sets it
+    try:
+        mixed = Encoder(VOCAB, EMBEDDING_DIM, UNITS, DECODER_UNITS)
+        mixed.build((None, None))
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    mixed.set_weights(encoder.get_weights())
+    tokens = make_tokens(seed=10)
+    results = []
+    for model in (encoder, mixed):
+        variables = model.bidirectional_gru.trainable_variables
+        with tf.GradientTape() as tape:
+            annotations, _, initial_state = model(tokens)
+            loss = (tf.reduce_sum(tf.cast(annotations, tf.float32) ** 2)
+                    + tf.reduce_sum(tf.cast(initial_state, tf.float32)))
+        results.append([annotations, *tape.gradient(loss, variables)])
+    assert results[1][0].dtype == tf.bfloat16
+    for x, y in zip(*results, strict=True):
+        y = tf.cast(y, tf.float32).numpy()
+        x = tf.cast(x, tf.float32).numpy()
+        assert np.abs(x).max() > 1e-3
+        np.testing.assert_allclose(y, x, atol=2e-2 * np.abs(x).max())
+
+
 def test_gradients_of_an_empty_source():
     """A batch of sources with no position: empty annotations, zero gradients."""
     encoder = make_encoder(seed=9)

@@ -151,6 +151,22 @@ def test_save_and_load(tokenizer, tmp_path):
     assert (tmp_path / "target.model").read_bytes() == tokenizer.model_proto
 
 
+def test_tokenizer_survives_setting_the_global_seed():
+    """Setting the seed (as `keras.utils.set_random_seed` does) drops TensorFlow's cached
+    kernels; the SentencePiece model resource must outlive them, eagerly and in a graph."""
+    corpus = data.read_corpus(data.SAMPLE_CORPUS)
+    tokenizer = SubwordTokenizer(train_sentencepiece(
+        normalize_python([s for s, _ in corpus.pairs]), vocab_size=500))
+    sentences = tf.constant(["John loves Mary.", "Où est la gare ?"])
+    tokenize = tf.function(tokenizer.tokenize)
+    expected = tokenize(sentences).to_list()
+    assert tokenizer.tokenize(sentences).to_list() == expected
+    tf.random.set_seed(1)
+    assert tokenize(sentences).to_list() == expected
+    assert tokenizer.tokenize(sentences).to_list() == expected
+    assert round_trip(tokenizer, ["John loves Mary."]) == ["John loves Mary."]
+
+
 def test_bad_model_proto_is_rejected():
     with pytest.raises(ValueError, match="model_proto"):
         SubwordTokenizer(b"")
