@@ -185,8 +185,7 @@ def _trained_on_path(saved, model_dir):
     if os.path.basename(saved) == os.path.basename(data.SAMPLE_CORPUS):
         return None  # wherever the package is installed now
     # Older versions wrote the zip member too ("fra-eng.zip:fra.txt"), which reads that member.
-    archive = saved.rsplit(":", 1)[0] if ":" in os.path.basename(saved) else None
-    if os.path.exists(saved) or (archive and os.path.isfile(archive)):
+    if os.path.exists(saved) or data.zip_member(saved):
         return saved
     raise UsageError(f"bahdanau-keras train: {model_dir} was trained on {saved}, which is not "
                      "there: give the corpus with --data")

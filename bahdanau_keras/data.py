@@ -122,14 +122,22 @@ def _read_zip(archive, member=None):
         raise CorpusError(f"{archive}: not a valid zip file ({error})") from None
 
 
+def zip_member(path):
+    """`(archive, member)` when `path` is no file but names a member of an existing file in
+    the form `corpus.zip:fra.txt` (the name that messages, and older model directories,
+    give); otherwise None."""
+    archive, _, member = os.fspath(path).rpartition(":")
+    if not os.path.exists(path) and archive and os.path.isfile(archive) and member:
+        return archive, member
+    return None
+
+
 def _read_bytes(path):
     """The corpus text as bytes, and the name to use in messages."""
     if is_url(path):
         path = download(path)
-    archive, _, member = os.fspath(path).rpartition(":")
-    if not os.path.exists(path) and archive and os.path.isfile(archive) and member:
-        # "corpus.zip:fra.txt", the name that messages (and older model directories) give.
-        return _read_zip(archive, member)
+    if zip_member(path):
+        return _read_zip(*zip_member(path))
     if not os.path.exists(path):
         raise CorpusError(f"{path}: no such file")
     if os.path.isdir(path):

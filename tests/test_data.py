@@ -53,6 +53,9 @@ def test_zip_with_about_file(tmp_path):
     assert read_corpus(corpus.path).pairs == corpus.pairs
     with pytest.raises(CorpusError, match=r"fra-eng.zip: the zip file holds no spa.txt"):
         read_corpus(f"{path}:spa.txt")
+    assert data.zip_member(corpus.path) == (path, "fra.txt")
+    assert data.zip_member(path) is None  # a file itself
+    assert data.zip_member(str(tmp_path / "missing.zip:fra.txt")) is None
 
 
 def test_zip_without_corpus_and_corrupt_zip(tmp_path):
