@@ -136,8 +136,9 @@ def _read_bytes(path):
     """The corpus text as bytes, and the name to use in messages."""
     if is_url(path):
         path = download(path)
-    if zip_member(path):
-        return _read_zip(*zip_member(path))
+    member = zip_member(path)
+    if member:
+        return _read_zip(*member)
     if not os.path.exists(path):
         raise CorpusError(f"{path}: no such file")
     if os.path.isdir(path):
