@@ -398,11 +398,6 @@ class Decoder(keras.Model):
                 part_masks = list(zip(parts(mask), parts(tf.cast(mask, dtype))))
             part_inputs = [tf.TensorArray(dtype, size=steps).unstack(x)
                            for x in parts(projected, axis=1)]
-            # The backward loop's products with transposed kernels, transposed once here
-            # (a product with `transpose_b=True` ran ~1.7x slower at these sizes).
-            transposed = [tf.transpose(kernel) for kernel in (
-                candidate_kernel, context_kernel, state_kernel)]
-            transposed_values = [tf.transpose(x, [0, 2, 1]) for x in part_values]
             score_column = score_vector[:, None]
 
             def forward_step(i, states, saved):
@@ -463,6 +458,12 @@ class Decoder(keras.Model):
             contexts, weights, reset_states = (stacked(j)[:steps] for j in (1, 2, 3))
 
             def grad(d_states, d_contexts, d_weights):
+                # The backward loop's products with transposed kernels, transposed once here
+                # (a product with `transpose_b=True` ran ~1.7x slower at these sizes).
+                transposed = [tf.transpose(kernel) for kernel in (
+                    candidate_kernel, context_kernel, state_kernel)]
+                transposed_values = [tf.transpose(x, [0, 2, 1]) for x in part_values]
+
                 def step_arrays(x):  # time-major x, each part readable step by step
                     return [tf.TensorArray(dtype, size=steps).unstack(part)
                             for part in parts(x, axis=1)]

@@ -169,9 +169,9 @@ class Encoder(keras.Model):
             _, _, saved = tf.while_loop(
                 lambda t, *_: t < steps, forward_step, (0, (zeros,) * count, saved))
             all_states = [saved[g][0].stack() for g in range(count)]  # [s_0, ..., s_T]
-            transposed = [tf.transpose(kernel) for kernel in kernels]
 
             def grad(*d_states):
+                transposed = [tf.transpose(kernel) for kernel in kernels]  # once, for the loop
                 d_arrays = [tf.TensorArray(dtype, size=steps).unstack(
                     tf.zeros_like(all_states[g][1:]) if d is None else d[1:])
                     for g, d in enumerate(d_states)]
