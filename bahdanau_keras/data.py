@@ -2,7 +2,10 @@
 
 A corpus file holds one pair a line, `English<TAB>translation`, optionally followed by a third
 column with the attribution. It can be read from a `.txt`, from a `.zip` holding one, or from a
-URL that is downloaded once into a cache and checked.
+URL that is downloaded once into a cache and checked. `download_corpus` fetches the Tatoeba
+English-French corpus from the first of its mirrors that works:
+
+>>> corpus = read_corpus(download_corpus())  # doctest: +SKIP
 """
 
 import collections
@@ -10,11 +13,13 @@ import dataclasses
 import hashlib
 import logging
 import os
-import shutil
+import sys
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -43,69 +48,254 @@ class Corpus:
     bad_lines: list = dataclasses.field(default_factory=list)  # (line, reason) skipped
 
 
-# -- reading ---------------------------------------------------------------------------------
+# -- downloading ------------------------------------------------------------------------------
+
+# The Tatoeba English-French corpus, in the order `download_corpus` tries them. The second is a
+# different, newer release (its zip holds `fra-eng/fra.txt` or `fra.txt`).
+CORPUS_MIRRORS = (
+    "https://www.manythings.org/anki/fra-eng.zip",
+    "https://storage.googleapis.com/download.tensorflow.org/data/fra-eng.zip",
+)
+CORPUS_URL_VARIABLE = "BAHDANAU_KERAS_CORPUS_URL"  # one URL, tried before the mirrors
+CACHE_VARIABLE = "BAHDANAU_KERAS_CACHE"
+# manythings.org refuses many scripted downloads: ask as a browser does.
+REQUEST_HEADERS = {
+    "User-Agent": ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                   "Chrome/126.0 Safari/537.36"),
+    "Accept": "application/zip,application/octet-stream,text/plain,*/*",
+}
+DOWNLOAD_TIMEOUT = 60  # seconds without data before a download is given up
+PROGRESS_SECONDS = 2.0  # a download that takes longer shows its progress on stderr
 
 
 def is_url(path):
     return urllib.parse.urlparse(str(path)).scheme in ("http", "https", "ftp", "file")
 
 
-def download(url, cache_dir=None, md5=None):
-    """Download `url` once into `cache_dir` and return the local path.
-
-    The file is written under a temporary name and renamed only when complete, so an
-    interrupted download never leaves a truncated file in the cache. With `md5`, the file's
-    checksum is verified; a `.zip` must also pass `zipfile`'s integrity test.
-    """
-    cache_dir = cache_dir or os.environ.get("BAHDANAU_KERAS_CACHE", DEFAULT_CACHE_DIR)
-    os.makedirs(cache_dir, exist_ok=True)
+def cache_path(url, cache_dir=None):
+    """Where `download` keeps the file of `url`: `cache_dir` (default `$BAHDANAU_KERAS_CACHE`,
+    else `~/.cache/bahdanau_keras`), a short hash of the URL and its file name."""
+    cache_dir = cache_dir or os.environ.get(CACHE_VARIABLE) or DEFAULT_CACHE_DIR
     name = os.path.basename(urllib.parse.urlparse(url).path) or "corpus"
     digest = hashlib.sha1(url.encode("utf-8")).hexdigest()[:10]
-    path = os.path.join(cache_dir, f"{digest}-{name}")
-    if not os.path.exists(path):
-        logger.info("Downloading %s into %s", url, path)
-        request = urllib.request.Request(url, headers={"User-Agent": "bahdanau_keras"})
-        fd, partial = tempfile.mkstemp(dir=cache_dir, prefix=".partial-")
+    return os.path.join(os.fspath(cache_dir), f"{digest}-{name}")
+
+
+def download(url, cache_dir=None, md5=None, out=None, zip_only=False):
+    """Download `url` once into the cache, check it, and return the local path.
+
+    The file is checked before it enters the cache: a `.zip` (by name or content) must be a
+    readable zip file whose corpus (its largest `.txt`, as `read_corpus` reads it) is in the
+    Anki format; anything else must be Anki-format text. An HTML error page, a truncated file
+    or a damaged zip file is refused. It is written
+    under a temporary name and renamed only when complete and checked, so an interrupted
+    download never leaves a file in the cache. A file already in the cache is checked again
+    (no request is made); one that fails the check is deleted and downloaded again.
+
+    Args:
+        url: An `http(s)://`, `ftp://` or `file://` URL.
+        cache_dir: The cache folder. Defaults to `$BAHDANAU_KERAS_CACHE`, else
+            `~/.cache/bahdanau_keras`.
+        md5: The expected md5 of the file (hex), or `None`.
+        out: A callable given one line (the URL, its pair count, sha256 and cache path) once
+            the file is ready, or `None`.
+        zip_only: Refuse a file that is not a zip file.
+
+    Returns:
+        The path of the file in the cache.
+
+    Raises:
+        CorpusError: naming the URL and what was wrong ("download failed: HTTP Error 404: Not
+            Found", "not a valid zip file: received an HTML page ...").
+    """
+    path = cache_path(url, cache_dir)
+    if os.path.exists(path):
         try:
-            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(request, timeout=60) as response:
-                shutil.copyfileobj(response, f)
-                size, expected = f.tell(), response.headers.get("Content-Length")
-            # urllib does not notice a connection closed early: compare with the announced size.
-            if expected is not None and expected.isdigit() and size != int(expected):
-                raise CorpusError(
-                    f"{url}: download failed: received {size} of {expected} bytes")
-            _check_file(partial, url, md5)
-            os.replace(partial, path)
-        except Exception as error:
-            if os.path.exists(partial):
-                os.remove(partial)
-            if isinstance(error, CorpusError):
-                raise
-            raise CorpusError(f"{url}: download failed: {error}") from None
-    else:
-        _check_file(path, url, md5)
+            summary = _check_download(path, path, md5, zip_only)
+        except CorpusError as error:
+            logger.warning("%s; downloading %s again", error, url)
+            os.remove(path)
+        else:
+            if out is not None:
+                out(_summary_line(url, path, summary, "in the cache"))
+            return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    logger.info("Downloading %s into %s", url, path)
+    request = urllib.request.Request(url, headers=REQUEST_HEADERS)
+    fd, partial = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
+    try:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(
+                request, timeout=DOWNLOAD_TIMEOUT) as response:
+            expected = response.headers.get("Content-Length")
+            _copy_with_progress(response, f, url, expected)
+            size = f.tell()
+        # urllib does not notice a connection closed early: compare with the announced size.
+        if expected is not None and expected.isdigit() and size != int(expected):
+            raise CorpusError(f"{url}: download failed: received {size} of {expected} bytes")
+        summary = _check_download(partial, url, md5, zip_only)
+        os.replace(partial, path)
+    except CorpusError:
+        raise
+    except Exception as error:
+        raise CorpusError(f"{url}: download failed: {error}") from None
+    finally:  # after an error, or an interruption, nothing is left
+        if os.path.exists(partial):
+            os.remove(partial)
+    if out is not None:
+        out(_summary_line(url, path, summary, "downloaded into"))
     return path
 
 
-def _check_file(path, name, md5=None):
+def corpus_urls(urls=None):
+    """The URLs `download_corpus` tries, in order: `$BAHDANAU_KERAS_CORPUS_URL` when set, then
+    `urls` (default `CORPUS_MIRRORS`)."""
+    if isinstance(urls, (str, bytes)):
+        raise CorpusError(f"`urls` must be a list of URLs, not one string. Received: {urls!r}")
+    urls = list(CORPUS_MIRRORS if urls is None else urls)
+    for url in urls:
+        if not is_url(url):
+            raise CorpusError(f"`urls` must hold http(s), ftp or file URLs. Received: {url!r}")
+    override = os.environ.get(CORPUS_URL_VARIABLE, "").strip()
+    if override:
+        if not is_url(override):
+            raise CorpusError(f"${CORPUS_URL_VARIABLE} must be an http(s), ftp or file URL. "
+                              f"Received: {override!r}")
+        urls = [override] + [url for url in urls if url != override]
+    if not urls:
+        raise CorpusError(f"No URL to download the corpus from: `urls` is empty and "
+                          f"${CORPUS_URL_VARIABLE} is not set.")
+    return urls
+
+
+def download_corpus(cache_dir=None, urls=None, out=print):
+    """Download the Tatoeba English-French corpus (`fra-eng.zip`) from the first mirror that
+    works, once, and return the path of the checked zip file in the cache.
+
+    The URLs are tried in order: `$BAHDANAU_KERAS_CORPUS_URL` (one URL, for a private mirror
+    or a test), then `urls`, by default manythings.org and the TensorFlow storage mirror
+    (`CORPUS_MIRRORS`; the two hold different releases). When one of them is already in the
+    cache, the first such one is used and no request is made. Each download must be a
+    readable zip file holding an Anki-format corpus (an HTML error page, a truncated file or a
+    zip without a corpus moves on to the next URL); see `download`.
+
+    Args:
+        cache_dir: The cache folder. Defaults to `$BAHDANAU_KERAS_CACHE`, else
+            `~/.cache/bahdanau_keras`.
+        urls: The mirrors to try after the variable, in order. Defaults to `CORPUS_MIRRORS`.
+        out: A callable given one line once the corpus is ready: the URL, the pair lines of the
+            corpus file (duplicates included), its sha256 and its path; `None` for silence.
+
+    Returns:
+        The path of the zip file, for `read_corpus`.
+
+    Raises:
+        CorpusError: when no URL gives a corpus; the message lists each URL and its failure.
+
+    Example:
+
+    >>> corpus = read_corpus(download_corpus())  # doctest: +SKIP
+    https://www.manythings.org/anki/fra-eng.zip: 142,787 pairs (fra.txt), sha256 16c4f7d0...
+    """
+    urls = corpus_urls(urls)
+    cached = [url for url in urls if os.path.exists(cache_path(url, cache_dir))]
+    failures = []
+    for url in cached + [url for url in urls if url not in cached]:
+        try:
+            return download(url, cache_dir, out=out, zip_only=True)
+        except CorpusError as error:
+            reason = str(error)
+            prefix = f"{url}: "
+            failures.append((url, reason.removeprefix(prefix)))
+    lines = [f"  {url}: {reason}" for url, reason in failures]
+    raise CorpusError("\n".join(
+        ["No URL gave the Tatoeba English-French corpus:", *lines,
+         f"Set ${CORPUS_URL_VARIABLE} to a mirror of fra-eng.zip, or give a local copy."]))
+
+
+def _copy_with_progress(response, file, url, total):
+    """Copy the response into `file`; after `PROGRESS_SECONDS`, show the bytes so far on
+    stderr (a local or fast download prints nothing)."""
+    last = time.monotonic()
+    shown = False
+    while True:
+        chunk = response.read(1 << 16)
+        if not chunk:
+            break
+        file.write(chunk)
+        if time.monotonic() - last >= PROGRESS_SECONDS:
+            last = time.monotonic()
+            of = f" of {int(total) / 1e6:.1f}" if total and total.isdigit() else ""
+            sys.stderr.write(f"\r{url}: {file.tell() / 1e6:.1f}{of} MB")
+            sys.stderr.flush()
+            shown = True
+    if shown:
+        sys.stderr.write("\n")
+
+
+def _received(content):
+    """What `content` (bytes) looks like, for an error message."""
+    if content.startswith(b"PK"):
+        return f"received {len(content):,} bytes of a damaged or incomplete zip file"
+    try:
+        head = content.lstrip()[:60].decode("utf-8")
+    except UnicodeDecodeError:
+        return f"received {len(content):,} bytes of binary data"
+    kind = "an HTML page" if head.startswith("<") else f"{len(content):,} bytes"
+    more = "..." if len(content.lstrip()) > 60 else ""
+    return f"received {kind} ({head!r}{more})"
+
+
+def _check_download(path, name, md5=None, zip_only=False):
+    """Check a downloaded file (see `download`); returns `(pairs, sha256, member)`."""
+    with open(path, "rb") as f:
+        content = f.read()
     if md5 is not None:
-        with open(path, "rb") as f:
-            actual = hashlib.md5(f.read()).hexdigest()
+        actual = hashlib.md5(content).hexdigest()
         if actual != md5:
             raise CorpusError(f"{name}: md5 {actual} does not match the expected {md5}")
-    if name.endswith(".zip") or zipfile.is_zipfile(path):
+    member = None
+    if zipfile.is_zipfile(path):
         try:
+            text, member = _read_zip(path)
             with zipfile.ZipFile(path) as archive:
-                bad = archive.testzip()
-        except zipfile.BadZipFile as error:
+                bad = archive.testzip()  # every member's CRC, not only the corpus's
+        except CorpusError as error:  # named after the URL, not the temporary file
+            raise CorpusError(str(error).replace(path, name, 1)) from None
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
             raise CorpusError(f"{name}: not a valid zip file ({error})") from None
         if bad is not None:
-            raise CorpusError(f"{name}: corrupt member {bad!r} in the zip file")
+            raise CorpusError(f"{name}: not a valid zip file (corrupt member {bad!r})")
+        member = member[len(path) + 1:]
+        text_name = f"{name}:{member}"
+    elif zip_only or urllib.parse.urlparse(name).path.lower().endswith(".zip"):
+        raise CorpusError(f"{name}: not a valid zip file: {_received(content)}")
+    else:
+        text, text_name = content, name
+    return _count_pairs(text, text_name), hashlib.sha256(content).hexdigest(), member
+
+
+def _count_pairs(text, name):
+    """The lines of `text` (bytes) that hold a tab; `CorpusError` unless its first line is an
+    Anki-format pair (`English<TAB>translation`, maybe an attribution)."""
+    lines = text.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    first = next((line for line in lines if line.strip()), b"")
+    columns = first.rstrip().split(b"\t")  # trailing tabs: an empty attribution
+    if not (2 <= len(columns) <= 3 and columns[0].strip() and columns[1].strip()):
+        raise CorpusError(f"{name}: not an Anki-format corpus (English<TAB>translation): "
+                          f"{_received(text)}")
+    return sum(1 for line in lines if b"\t" in line)
+
+
+def _summary_line(url, path, summary, where):
+    pairs, sha256, member = summary
+    inside = f" ({member})" if member else ""
+    return f"{url}: {pairs:,} pairs{inside}, sha256 {sha256}, {where} {path}"
 
 
 def _read_zip(archive, member=None):
     """The bytes of `member` of the zip file `archive` (default: its largest `.txt` that is
-    not an `_about.txt`-style note), and the name `archive:member`."""
+    not an `_about.txt`-style note, at any depth: `fra.txt` or `fra-eng/fra.txt`), and the
+    name `archive:member`."""
     try:
         with zipfile.ZipFile(archive) as opened:
             if member is None:
@@ -118,8 +308,11 @@ def _read_zip(archive, member=None):
             return opened.read(member), f"{archive}:{member}"
     except KeyError:
         raise CorpusError(f"{archive}: the zip file holds no {member}") from None
-    except zipfile.BadZipFile as error:
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
         raise CorpusError(f"{archive}: not a valid zip file ({error})") from None
+
+
+# -- reading ---------------------------------------------------------------------------------
 
 
 def zip_member(path):
@@ -135,7 +328,7 @@ def zip_member(path):
 def _read_bytes(path):
     """The corpus text as bytes, and the name to use in messages."""
     if is_url(path):
-        path = download(path)
+        path = download(path, out=logger.info)
     member = zip_member(path)
     if member:
         return _read_zip(*member)
@@ -157,7 +350,8 @@ def read_corpus(path, source_column=1, target_column=2, skip_bad_lines=False,
 
     Args:
         path: A `.txt` file, a `.zip` holding one (its largest `.txt`; `corpus.zip:fra.txt`
-            names a member), or a URL (downloaded once, see `download`).
+            names a member), or a URL (downloaded once into the cache and checked, see
+            `download`).
         source_column, target_column: 1-based columns of the source and the target
             (English is column 1 in these files; 2 and 1 translate into English).
         skip_bad_lines: Skip malformed lines (and count them) instead of raising.
@@ -386,6 +580,7 @@ def load_ids(path):
 
 
 __all__ = [
-    "Corpus", "CorpusError", "SAMPLE_CORPUS", "batches", "download", "encode_pairs",
-    "group_references", "load_ids", "read_corpus", "split_pairs",
+    "CORPUS_MIRRORS", "Corpus", "CorpusError", "SAMPLE_CORPUS", "batches", "download",
+    "download_corpus", "encode_pairs", "group_references", "load_ids", "read_corpus",
+    "split_pairs",
 ]

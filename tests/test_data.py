@@ -5,6 +5,7 @@ import hashlib
 import http.server
 import os
 import random
+import socket
 import threading
 import zipfile
 
@@ -171,12 +172,14 @@ class Server:
     def __init__(self):
         self.files = {}
         self.requests = collections.Counter()
+        self.log = []  # the names requested, in order
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 name = self.path.lstrip("/")
                 server.requests[name] += 1
+                server.log.append(name)
                 if name not in server.files:
                     self.send_error(404)
                     return
@@ -211,11 +214,11 @@ def server():
     server.close()
 
 
-def zip_bytes(tmp_path, text):
+def zip_bytes(tmp_path, text, folder=""):
     path = tmp_path / "made.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("_about.txt", "about\n")
-        archive.writestr("fra.txt", text)
+        archive.writestr(f"{folder}_about.txt", "about\n")
+        archive.writestr(f"{folder}fra.txt", text)
     return path.read_bytes()
 
 
@@ -276,6 +279,167 @@ def test_interrupted_download_leaves_nothing(tmp_path, server):
     with pytest.raises(CorpusError, match="download failed.*404"):
         data.download(server.url("missing.zip"), cache)
     assert cache_files(cache) == []
+
+
+def test_url_that_is_an_html_page_is_refused(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("BAHDANAU_KERAS_CACHE", str(tmp_path / "cache"))
+    server.files["fra.txt"] = b"<!DOCTYPE html>\n<html><body>Access denied\tsorry</body></html>\n"
+    with pytest.raises(CorpusError, match=r"fra.txt: not an Anki-format corpus .*HTML page"):
+        read_corpus(server.url("fra.txt"))
+    assert cache_files(tmp_path / "cache") == []
+
+
+def test_cli_error_for_an_unreachable_url_is_one_line(tmp_path, capsys):
+    from bahdanau_keras import cli
+
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}/fra-eng.zip"
+    code = cli.main(["train", "--data", url, "--model-dir", str(tmp_path / "model")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith(f"bahdanau-keras: error: {url}: download failed")
+    assert not (tmp_path / "model").exists()
+
+
+# -- download_corpus: mirrors, checks and the cache -------------------------------------------
+
+# Synthetic pairs in the Anki format (three columns, as in newer releases).
+PAIRS = [(f"Sentence {i}.", f"Phrase {i}.") for i in range(50)]
+ANKI = "".join(f"{en}\t{fr}\t{ATTRIBUTION}\n" for en, fr in PAIRS)
+
+
+@pytest.fixture
+def mirrors(tmp_path, server, monkeypatch):
+    """The local server with a good corpus zip in each layout, an empty cache, no override."""
+    monkeypatch.setenv("BAHDANAU_KERAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("BAHDANAU_KERAS_CORPUS_URL", raising=False)
+    server.files["good.zip"] = zip_bytes(tmp_path, ANKI)
+    server.files["tf.zip"] = zip_bytes(tmp_path, ANKI, folder="fra-eng/")  # the TF mirror's
+    server.files["error.zip"] = b"<!DOCTYPE html>\n<html><title>403 Forbidden</title></html>\n"
+    server.files["cut.zip"] = server.files["good.zip"][:-40]  # a whole response, but cut
+    server.files["truncated.zip"] = server.files["good.zip"]  # the connection closes early
+    server.files["notes.zip"] = zip_bytes(tmp_path, "About these files.\nNo tabs here.\n")
+    return server
+
+
+def test_download_corpus_checks_caches_and_prints_one_line(tmp_path, mirrors):
+    lines = []
+    path = data.download_corpus(urls=[mirrors.url("tf.zip")], out=lines.append)
+    body = mirrors.files["tf.zip"]
+    with open(path, "rb") as f:
+        assert f.read() == body
+    assert path == data.cache_path(mirrors.url("tf.zip")) and str(tmp_path / "cache") in path
+    assert len(lines) == 1
+    assert lines[0] == (f"{mirrors.url('tf.zip')}: 50 pairs (fra-eng/fra.txt), sha256 "
+                        f"{hashlib.sha256(body).hexdigest()}, downloaded into {path}")
+    corpus = read_corpus(path)
+    assert corpus.pairs == PAIRS and corpus.path == f"{path}:fra-eng/fra.txt"
+    # The next call reads the cache: no request, the same line but where the file is.
+    again = data.download_corpus(urls=[mirrors.url("tf.zip")], out=lines.append)
+    assert again == path and mirrors.log == ["tf.zip"]
+    assert lines[1] == lines[0].replace("downloaded into", "in the cache")
+    assert cache_files(tmp_path / "cache") == [os.path.basename(path)]  # no partial file left
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ("error.zip", r"not a valid zip file: received an HTML page \('<!DOCTYPE html>"),
+    ("cut.zip", "not a valid zip file: received [0-9]+ bytes of a damaged or incomplete zip"),
+    ("truncated.zip", r"download failed: received \d+ of \d+ bytes"),
+    ("notes.zip", r"notes.zip:fra.txt: not an Anki-format corpus .*'About these files"),
+    ("missing.zip", "download failed: HTTP Error 404: Not Found"),
+])
+def test_download_corpus_moves_on_from_a_bad_mirror_in_order(tmp_path, mirrors, bad, reason):
+    lines = []
+    path = data.download_corpus(urls=[mirrors.url(bad), mirrors.url("good.zip")],
+                                out=lines.append)
+    assert mirrors.log == [bad, "good.zip"]
+    assert path == data.cache_path(mirrors.url("good.zip"))
+    assert read_corpus(path).pairs == PAIRS
+    assert len(lines) == 1 and lines[0].startswith(f"{mirrors.url('good.zip')}: 50 pairs")
+    assert cache_files(tmp_path / "cache") == [os.path.basename(path)]
+    # Alone, the bad mirror gives the reason.
+    with pytest.raises(CorpusError, match=reason):
+        data.download_corpus(urls=[mirrors.url(bad)], out=None)
+
+
+def test_download_corpus_reuses_the_cache_without_retrying_a_failed_mirror(mirrors):
+    urls = [mirrors.url("missing.zip"), mirrors.url("good.zip")]
+    first = data.download_corpus(urls=urls, out=None)
+    assert data.download_corpus(urls=urls, out=None) == first
+    assert mirrors.log == ["missing.zip", "good.zip"]  # nothing asked the second time
+
+
+def test_override_variable_is_tried_first(mirrors, monkeypatch):
+    monkeypatch.setenv("BAHDANAU_KERAS_CORPUS_URL", mirrors.url("tf.zip"))
+    urls = [mirrors.url("good.zip")]
+    assert data.corpus_urls(urls) == [mirrors.url("tf.zip"), mirrors.url("good.zip")]
+    path = data.download_corpus(urls=urls, out=None)
+    assert path == data.cache_path(mirrors.url("tf.zip")) and mirrors.log == ["tf.zip"]
+    # A failing override is one mirror among the others, not the only one.
+    monkeypatch.setenv("BAHDANAU_KERAS_CORPUS_URL", mirrors.url("error.zip"))
+    path = data.download_corpus(urls=urls, out=None)
+    assert path == data.cache_path(mirrors.url("good.zip"))
+    assert mirrors.log == ["tf.zip", "error.zip", "good.zip"]
+
+
+def test_default_mirrors_and_bad_url_lists(monkeypatch):
+    monkeypatch.delenv("BAHDANAU_KERAS_CORPUS_URL", raising=False)
+    assert data.corpus_urls() == [
+        "https://www.manythings.org/anki/fra-eng.zip",
+        "https://storage.googleapis.com/download.tensorflow.org/data/fra-eng.zip"]
+    monkeypatch.setenv("BAHDANAU_KERAS_CORPUS_URL", "  ")  # blank: not set
+    assert data.corpus_urls() == list(data.CORPUS_MIRRORS)
+    monkeypatch.setenv("BAHDANAU_KERAS_CORPUS_URL", "https://example.org/mirror/fra-eng.zip")
+    assert data.corpus_urls() == ["https://example.org/mirror/fra-eng.zip",
+                                  *data.CORPUS_MIRRORS]
+    monkeypatch.setenv("BAHDANAU_KERAS_CORPUS_URL", "fra-eng.zip")
+    with pytest.raises(CorpusError, match=r"CORPUS_URL must be .* Received: 'fra-eng.zip'"):
+        data.corpus_urls()
+    monkeypatch.delenv("BAHDANAU_KERAS_CORPUS_URL")
+    with pytest.raises(CorpusError, match="not one string"):
+        data.corpus_urls("https://example.org/fra-eng.zip")
+    with pytest.raises(CorpusError, match="Received: 'fra-eng.zip'"):
+        data.corpus_urls(["fra-eng.zip"])
+    with pytest.raises(CorpusError, match="`urls` is empty"):
+        data.download_corpus(urls=[], out=None)
+
+
+def test_no_mirror_works_lists_each_url_and_its_failure(tmp_path, mirrors, monkeypatch):
+    monkeypatch.setenv("BAHDANAU_KERAS_CORPUS_URL", mirrors.url("missing.zip"))
+    urls = [mirrors.url("error.zip"), mirrors.url("cut.zip")]
+    with pytest.raises(CorpusError) as error:
+        data.download_corpus(urls=urls, out=None)
+    lines = str(error.value).splitlines()
+    assert lines[0] == "No URL gave the Tatoeba English-French corpus:"
+    assert lines[1] == f"  {mirrors.url('missing.zip')}: download failed: HTTP Error 404: Not Found"
+    assert lines[2].startswith(f"  {mirrors.url('error.zip')}: not a valid zip file: received "
+                               "an HTML page")
+    assert lines[3].startswith(f"  {mirrors.url('cut.zip')}: not a valid zip file")
+    assert "BAHDANAU_KERAS_CORPUS_URL" in lines[4] and len(lines) == 5
+    assert mirrors.log == ["missing.zip", "error.zip", "cut.zip"]
+    assert cache_files(tmp_path / "cache") == []
+
+
+def test_a_damaged_cache_file_is_downloaded_again(tmp_path, mirrors, caplog):
+    url = mirrors.url("good.zip")
+    path = data.download_corpus(urls=[url], out=None)
+    with open(path, "r+b") as f:
+        f.truncate(100)
+    with caplog.at_level("WARNING", logger="bahdanau_keras"):
+        assert data.download_corpus(urls=[url], out=None) == path
+    assert "not a valid zip file" in caplog.text and "downloading" in caplog.text
+    assert mirrors.log == ["good.zip", "good.zip"]
+    assert read_corpus(path).pairs == PAIRS
+
+
+def test_download_progress_on_stderr_only_when_slow(mirrors, monkeypatch, capsys):
+    data.download_corpus(urls=[mirrors.url("good.zip")], out=None)
+    assert capsys.readouterr().err == ""  # fast: quiet
+    monkeypatch.setattr(data, "PROGRESS_SECONDS", 0.0)  # as if every chunk were slow
+    data.download_corpus(urls=[mirrors.url("tf.zip")], out=None)
+    size = len(mirrors.files["tf.zip"]) / 1e6
+    assert capsys.readouterr().err == f"\r{mirrors.url('tf.zip')}: {size:.1f} of {size:.1f} MB\n"
 
 
 # -- splitting -------------------------------------------------------------------------------
@@ -472,3 +636,16 @@ def test_real_corpus(fra_eng_zip):
             for name, part in splits.items()}
     assert not keys["train"] & keys["dev"] and not keys["train"] & keys["test"]
     assert not keys["dev"] & keys["test"]
+
+
+def test_real_corpus_through_download_corpus(fra_eng_zip, tmp_path, monkeypatch):
+    """The shared copy, served as a private mirror (a file:// URL), passes the checks."""
+    monkeypatch.setenv("BAHDANAU_KERAS_CORPUS_URL", fra_eng_zip.resolve().as_uri())
+    lines = []
+    path = data.download_corpus(tmp_path / "cache", urls=[], out=lines.append)
+    with open(fra_eng_zip, "rb") as f:
+        body = f.read()
+    assert hashlib.md5(body).hexdigest() == "c49e6073dca8524c9230ee8f68c3cf32"  # its README's
+    assert lines == [f"{fra_eng_zip.resolve().as_uri()}: 142,787 pairs (fra.txt), sha256 "
+                     f"{hashlib.sha256(body).hexdigest()}, downloaded into {path}"]
+    assert len(read_corpus(path).pairs) == 142_782
