@@ -23,6 +23,8 @@
 # English–French corpus, normalises its text, cuts it into SentencePiece subwords and
 # batches it by length with `tf.data`, using `bahdanau_keras.data` and
 # `bahdanau_keras.text`.
+#
+# A GPU runtime is not needed: nothing here trains a network.
 
 # %%
 # Set-up, the same in every notebook. In Colab: clone the repository once (it brings the shipped

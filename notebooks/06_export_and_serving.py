@@ -24,6 +24,9 @@
 # strings. This notebook looks at its files and signatures, loads it in a process that
 # does not have this package, inspects it with `saved_model_cli` and calls it the way
 # TensorFlow Serving does.
+#
+# It runs in about a minute and a half on a 2-core CPU, set-up aside; a GPU runtime is not
+# needed.
 
 # %%
 # Set-up, the same in every notebook. In Colab: clone the repository once (it brings the shipped
@@ -114,10 +117,13 @@ print(json.dumps(config["model"]))
 # A signature is a named, typed entry point. `serving_default` is greedy decoding;
 # `translate_beam` adds the beam width and the length and coverage penalties;
 # `translate_sample` samples with a temperature and a seed. Every input has a fixed
-# dtype and a shape, `[None]` for the batch of sentences.
+# dtype and a shape, `[None]` for the batch of sentences. Loading the model needs
+# TensorFlow and `tensorflow_text`, whose import registers the text ops the model uses
+# (more on this below).
 
 # %%
 import tensorflow as tf
+import tensorflow_text  # noqa: F401  registers the SentencePiece and normalisation ops
 
 reloaded = tf.saved_model.load(str(MODEL))
 for name, function in reloaded.signatures.items():

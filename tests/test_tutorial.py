@@ -85,6 +85,18 @@ def test_load_tatoeba_downloads_without_a_local_copy(tmp_path, monkeypatch, corp
     assert capsys.readouterr().out.startswith("Corpus: Tatoeba fra-eng.zip, ")
 
 
+def test_load_tatoeba_through_download_corpus(tmp_path, monkeypatch, corpus_zip, capsys):
+    """No local copy: the real `data.download_corpus`, from `$BAHDANAU_KERAS_CORPUS_URL`."""
+    monkeypatch.setenv("BAHDANAU_KERAS_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("BAHDANAU_KERAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BAHDANAU_KERAS_CORPUS_URL", corpus_zip.as_uri())
+    corpus = tutorial.load_tatoeba(REPO)
+    assert corpus.pairs == data.read_corpus(data.SAMPLE_CORPUS).pairs
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1].startswith(f"Corpus: Tatoeba fra-eng.zip, {len(corpus.pairs):,} pairs (")
+    assert str(tmp_path / "cache") in printed[-1]
+
+
 def test_load_tatoeba_never_falls_back_by_itself(tmp_path, monkeypatch):
     monkeypatch.setenv("BAHDANAU_KERAS_DATA", str(tmp_path / "empty"))
 
