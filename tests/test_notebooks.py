@@ -190,3 +190,12 @@ def test_notebook_runs(source, monkeypatch, tmp_path):
         client.execute()  # raises CellExecutionError at the first cell that fails
     except nbclient.exceptions.CellExecutionError as error:
         pytest.fail(f"{source.name} failed under BAHDANAU_KERAS_FAST=1:\n{error}", pytrace=False)
+    printed = [line for cell in notebook.cells if cell.cell_type == "code"
+               for output in cell.outputs if output.output_type == "stream"
+               for line in output.text.splitlines()]
+    code = source.read_text(encoding="utf-8")
+    if "tutorial.load_tatoeba(" in code and tutorial.local_corpus(REPO) is not None:
+        assert any(line.startswith("Corpus: Tatoeba fra-eng.zip, ") for line in printed)
+        assert not any(line.startswith("Corpus: built-in sample") for line in printed)
+    if "tutorial.shipped_model(" in code:
+        assert "Model: saved_models/en-fr (shipped)" in printed
