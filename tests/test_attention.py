@@ -4,18 +4,26 @@
 
 Sizes are distinct small numbers (batch 3, query 5, value 4, units 7, src_len 11, tgt_len 2)
 so that a swapped axis gives a wrong shape instead of passing by accident.
+
+The module runs under any Keras backend and imports no backend itself: tests/test_backends.py
+runs it again with `KERAS_BACKEND=jax` (and `torch` where installed), and imports
+`numpy_attention` from it. The few tests tied to one backend's tools (`tf.function`,
+`jax.jit`) say so in their skip condition.
 """
+
+import os
+import warnings
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bahdanau_keras.attention import BahdanauAttention
 
 BATCH, QUERY_DIM, VALUE_DIM, UNITS, SRC_LEN, TGT_LEN = 3, 5, 4, 7, 11, 2
+BACKEND = keras.backend.backend()
 
 
 # -- a NumPy implementation of the paper's equations, written independently of the layer -------
@@ -78,8 +86,61 @@ def make_layer(normalize=False, seed=1, **kwargs):
     return layer
 
 
+def to_numpy(x):
+    """A backend tensor (or variable) as a NumPy array, in its own dtype."""
+    return keras.ops.convert_to_numpy(x)
+
+
 def as_numpy(x):
-    return np.asarray(tf.cast(x, tf.float32))
+    """A backend tensor as a float32 NumPy array (NumPy has no bfloat16 of its own)."""
+    return to_numpy(keras.ops.cast(x, "float32"))
+
+
+def dtype_of(x):
+    """A tensor's dtype as Keras names it (`"float16"`), whatever the backend."""
+    return keras.backend.standardize_dtype(x.dtype)
+
+
+def gradients(layer, query, values, mask):
+    """The gradients of `Σ c_i² + Σ α_ij` with respect to `query`, `values` and the layer's
+    trainable weights, by the backend's own automatic differentiation, as NumPy arrays."""
+
+    def loss(context, weights):
+        return keras.ops.sum(context ** 2) + keras.ops.sum(weights)
+
+    trainable = layer.trainable_weights
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        query, values = tf.constant(query), tf.constant(values)
+        with tf.GradientTape() as tape:
+            tape.watch([query, values])
+            value = loss(*layer(query, values, mask=mask))
+        grads = tape.gradient(value, [query, values] + trainable)
+    elif BACKEND == "jax":
+        import jax
+
+        def stateless_loss(query, values, trainable_values):
+            outputs, _ = layer.stateless_call(trainable_values, [], query, values, mask=mask)
+            return loss(*outputs)
+
+        grad_query, grad_values, grad_weights = jax.grad(stateless_loss, argnums=(0, 1, 2))(
+            query, values, [w.value for w in trainable])
+        grads = [grad_query, grad_values, *grad_weights]
+    elif BACKEND == "torch":
+        import torch
+
+        query = torch.tensor(query, requires_grad=True)
+        values = torch.tensor(values, requires_grad=True)
+        value = loss(*layer(query, values, mask=mask))
+        grads = torch.autograd.grad(value, [query, values] + [w.value for w in trainable],
+                                    allow_unused=True)
+    else:
+        pytest.skip(f"no gradient helper for the {BACKEND} backend")
+    assert len(grads) == 2 + len(trainable)
+    for grad in grads:
+        assert grad is not None
+    return [to_numpy(grad) for grad in grads]
 
 
 # -- shapes and weights -------------------------------------------------------------------------
@@ -147,8 +208,8 @@ def test_matches_numpy_equations(normalize, query_rank, masked):
     mask = MASK if masked else None
     context, weights = layer(query, values, mask=mask)
     expected_context, expected_weights = numpy_attention(layer, query, values, mask)
-    np.testing.assert_allclose(weights.numpy(), expected_weights, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(context.numpy(), expected_context, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(weights), expected_weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(context), expected_context, rtol=1e-5, atol=1e-5)
 
 
 def test_normalize_uses_scale_and_bias():
@@ -159,14 +220,14 @@ def test_normalize_uses_scale_and_bias():
     # Scaling v_a leaves g v_a / ||v_a|| unchanged.
     layer.score_vector.assign(layer.score_vector * 10.0)
     _, scaled = layer(query, values)
-    np.testing.assert_allclose(scaled.numpy(), before.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(scaled), to_numpy(before), rtol=1e-5, atol=1e-6)
     layer.score_scale.assign(layer.score_scale * 3.0)
     _, rescaled = layer(query, values)
-    assert not np.allclose(rescaled.numpy(), before.numpy(), atol=1e-4)
+    assert not np.allclose(to_numpy(rescaled), to_numpy(before), atol=1e-4)
     layer.score_scale.assign(layer.score_scale / 3.0)
     layer.score_bias.assign(layer.score_bias + 1.0)
     _, biased = layer(query, values)
-    assert not np.allclose(biased.numpy(), before.numpy(), atol=1e-4)
+    assert not np.allclose(to_numpy(biased), to_numpy(before), atol=1e-4)
 
 
 def test_normalize_initial_scale_is_tfa_default():
@@ -182,8 +243,8 @@ def test_3d_query_equals_2d_query_per_step():
     context, weights = layer(query, values, mask=MASK)
     for i in range(TGT_LEN):
         step_context, step_weights = layer(query[:, i], values, mask=MASK)
-        np.testing.assert_allclose(context[:, i].numpy(), step_context.numpy(), atol=1e-6)
-        np.testing.assert_allclose(weights[:, i].numpy(), step_weights.numpy(), atol=1e-6)
+        np.testing.assert_allclose(to_numpy(context)[:, i], to_numpy(step_context), atol=1e-6)
+        np.testing.assert_allclose(to_numpy(weights)[:, i], to_numpy(step_weights), atol=1e-6)
 
 
 # -- precomputed keys, no state -----------------------------------------------------------------
@@ -195,11 +256,11 @@ def test_precomputed_keys_give_identical_results(query_rank):
     keys = layer.project_keys(values)
     assert tuple(keys.shape) == (BATCH, SRC_LEN, UNITS)
     np.testing.assert_allclose(
-        keys.numpy(), values @ layer.key_dense.kernel.numpy(), rtol=1e-5, atol=1e-6)
+        to_numpy(keys), values @ layer.key_dense.kernel.numpy(), rtol=1e-5, atol=1e-6)
     context, weights = layer(query, values, mask=MASK)
     context_k, weights_k = layer(query, values, mask=MASK, keys=keys)
-    np.testing.assert_array_equal(context_k.numpy(), context.numpy())
-    np.testing.assert_array_equal(weights_k.numpy(), weights.numpy())
+    np.testing.assert_array_equal(to_numpy(context_k), to_numpy(context))
+    np.testing.assert_array_equal(to_numpy(weights_k), to_numpy(weights))
 
 
 def test_keys_argument_is_used():
@@ -209,7 +270,7 @@ def test_keys_argument_is_used():
     other_keys = layer.project_keys(values[::-1])
     _, weights = layer(query, values, keys=other_keys)
     _, expected = layer(query, values[::-1])
-    np.testing.assert_allclose(weights.numpy(), expected.numpy(), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(weights), to_numpy(expected), atol=1e-6)
 
 
 def test_layer_stores_nothing_between_calls():
@@ -222,17 +283,17 @@ def test_layer_stores_nothing_between_calls():
     again = layer(query_a, values_a, mask=MASK)
     # The second call saw nothing of the first: it matches the equations on its own inputs.
     expected_context, expected_weights = numpy_attention(layer, query_b, values_b)
-    np.testing.assert_allclose(weights_b.numpy(), expected_weights, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(context_b.numpy(), expected_context, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(weights_b), expected_weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(context_b), expected_context, rtol=1e-5, atol=1e-5)
     for x, y in zip(first, again):
-        np.testing.assert_array_equal(x.numpy(), y.numpy())
+        np.testing.assert_array_equal(to_numpy(x), to_numpy(y))
     # No attribute was added or rebound by the calls, and no tensor hangs on the layer.
     assert set(vars(layer)) == set(attributes)
     changed = [k for k, v in vars(layer).items() if v is not attributes[k]
                and not k.startswith("_")]
     assert changed == []
-    assert not [k for k, v in vars(layer).items() if tf.is_tensor(v)
-                and not isinstance(v, tf.Variable) and not hasattr(v, "assign")]
+    assert not [k for k, v in vars(layer).items() if keras.ops.is_tensor(v)
+                and not isinstance(v, keras.Variable) and not hasattr(v, "assign")]
     assert len(layer.weights) == 3
 
 
@@ -243,7 +304,7 @@ def test_masked_positions_get_exactly_zero_and_the_rest_sums_to_one(query_rank):
     layer = make_layer()
     query, values = random_inputs(seed=9, query_rank=query_rank, scale=3.0)
     _, weights = layer(query, values, mask=MASK)
-    weights = weights.numpy()
+    weights = to_numpy(weights)
     mask = MASK if query_rank == 2 else np.broadcast_to(MASK[:, None], weights.shape)
     assert np.all(weights[~mask] == 0.0)
     assert np.all(weights[mask] > 0.0)
@@ -255,8 +316,25 @@ def test_one_token_row_gets_all_the_weight():
     layer = make_layer()
     query, values = random_inputs(seed=10)
     context, weights = layer(query, values, mask=MASK)
-    np.testing.assert_array_equal(weights.numpy()[2], np.eye(SRC_LEN)[0])
-    np.testing.assert_allclose(context.numpy()[2], values[2, 0], rtol=1e-6)
+    np.testing.assert_array_equal(to_numpy(weights)[2], np.eye(SRC_LEN)[0])
+    np.testing.assert_allclose(to_numpy(context)[2], values[2, 0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("query_rank", [2, 3])
+def test_one_token_source_gives_weight_one_without_warnings(query_rank):
+    """A source of one position (an empty sentence and its end token) is not a mistake: no
+    warning (`keras.ops.softmax` warns on an axis of size 1), and the weight is 1."""
+    layer = make_layer()
+    query, values = random_inputs(seed=24, query_rank=query_rank, src_len=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        context, weights = layer(query, values)
+        _, masked_weights = layer(query, values, mask=np.array([[True], [False], [True]]))
+    np.testing.assert_array_equal(to_numpy(weights), 1.0)
+    expected = values[:, 0] if query_rank == 2 else np.repeat(values[:, :1], TGT_LEN, 1)
+    np.testing.assert_allclose(to_numpy(context), expected, rtol=1e-6)
+    np.testing.assert_array_equal(to_numpy(masked_weights)[[0, 2]], 1.0)
+    np.testing.assert_array_equal(to_numpy(masked_weights)[1], 0.0)
 
 
 @pytest.mark.parametrize("query_rank", [2, 3])
@@ -266,7 +344,7 @@ def test_fully_masked_row_gives_zeros_not_nan(query_rank, normalize):
     query, values = random_inputs(seed=11, query_rank=query_rank, scale=10.0)
     mask = padding_mask([4, 0, SRC_LEN])
     context, weights = layer(query, values, mask=mask)
-    context, weights = context.numpy(), weights.numpy()
+    context, weights = to_numpy(context), to_numpy(weights)
     assert np.all(np.isfinite(context)) and np.all(np.isfinite(weights))
     np.testing.assert_array_equal(weights[1], np.zeros_like(weights[1]))
     np.testing.assert_array_equal(context[1], np.zeros_like(context[1]))
@@ -278,16 +356,13 @@ def test_fully_masked_row_gives_zeros_not_nan(query_rank, normalize):
 def test_fully_masked_row_has_finite_gradients():
     layer = make_layer()
     query, values = random_inputs(seed=12)
-    query, values = tf.constant(query), tf.constant(values)
     mask = padding_mask([0, 3, 0])
-    with tf.GradientTape() as tape:
-        tape.watch([query, values])
-        context, weights = layer(query, values, mask=mask)
-        loss = tf.reduce_sum(context ** 2) + tf.reduce_sum(weights)
-    grads = tape.gradient(loss, [query, values] + layer.trainable_weights)
+    grads = gradients(layer, query, values, mask)
     for grad in grads:
-        assert grad is not None and np.all(np.isfinite(tf.convert_to_tensor(grad).numpy()))
-    np.testing.assert_array_equal(grads[1].numpy()[0], 0.0)  # no gradient into a masked row
+        assert np.all(np.isfinite(grad))
+    np.testing.assert_array_equal(grads[1][0], 0.0)  # no gradient into a masked row
+    np.testing.assert_array_equal(grads[1][2], 0.0)
+    assert np.any(grads[1][1, :3] != 0.0)  # the real row does get one
 
 
 @pytest.mark.parametrize("query_rank", [2, 3])
@@ -297,7 +372,7 @@ def test_mask_accepts_numbers(query_rank):
     bool_out = layer(query, values, mask=MASK)
     int_out = layer(query, values, mask=MASK.astype(np.int32))
     for x, y in zip(bool_out, int_out):
-        np.testing.assert_array_equal(x.numpy(), y.numpy())
+        np.testing.assert_array_equal(to_numpy(x), to_numpy(y))
 
 
 @pytest.mark.parametrize("query_rank", [2, 3])
@@ -314,10 +389,10 @@ def test_padding_invariance(query_rank, normalize):
     padded_mask = np.concatenate([MASK, np.zeros((BATCH, extra), bool)], axis=1)
     context, weights = layer(query, values, mask=MASK)
     padded_context, padded_weights = layer(query, padded_values, mask=padded_mask)
-    np.testing.assert_allclose(padded_context.numpy(), context.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(padded_context), to_numpy(context), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(
-        padded_weights.numpy()[..., :SRC_LEN], weights.numpy(), rtol=1e-6, atol=1e-7)
-    assert np.all(padded_weights.numpy()[..., SRC_LEN:] == 0.0)
+        to_numpy(padded_weights)[..., :SRC_LEN], to_numpy(weights), rtol=1e-6, atol=1e-7)
+    assert np.all(to_numpy(padded_weights)[..., SRC_LEN:] == 0.0)
 
 
 def test_no_mask_equals_all_true_mask():
@@ -326,10 +401,13 @@ def test_no_mask_equals_all_true_mask():
     a = layer(query, values)
     b = layer(query, values, mask=np.ones((BATCH, SRC_LEN), bool))
     for x, y in zip(a, b):
-        np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-7)
+        np.testing.assert_allclose(to_numpy(x), to_numpy(y), atol=1e-7)
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.function needs the TensorFlow backend")
 def test_works_inside_tf_function_with_unknown_lengths():
+    import tensorflow as tf
+
     layer = make_layer()
     query, values = random_inputs(seed=17, query_rank=3)
 
@@ -341,8 +419,27 @@ def test_works_inside_tf_function_with_unknown_lengths():
 
     context, weights = attend(query, values, MASK)
     expected_context, expected_weights = numpy_attention(layer, query, values, MASK)
-    np.testing.assert_allclose(weights.numpy(), expected_weights, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(context.numpy(), expected_context, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(weights), expected_weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(context), expected_context, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="jax.jit needs the JAX backend")
+@pytest.mark.parametrize("query_rank", [2, 3])
+def test_works_inside_jax_jit(query_rank):
+    import jax
+
+    layer = make_layer(normalize=True)
+    query, values = random_inputs(seed=17, query_rank=query_rank)
+
+    @jax.jit
+    def attend(trainable_values, q, v, m):
+        outputs, _ = layer.stateless_call(trainable_values, [], q, v, mask=m)
+        return outputs
+
+    context, weights = attend([w.value for w in layer.trainable_weights], query, values, MASK)
+    expected_context, expected_weights = numpy_attention(layer, query, values, MASK)
+    np.testing.assert_allclose(to_numpy(weights), expected_weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(context), expected_context, rtol=1e-5, atol=1e-5)
 
 
 # -- configuration and serialisation ------------------------------------------------------------
@@ -360,7 +457,7 @@ def test_config_round_trip(normalize):
     assert [w.path for w in clone.weights] == [w.path for w in layer.weights]
     clone.set_weights(layer.get_weights())
     for x, y in zip(layer(query, values, mask=MASK), clone(query, values, mask=MASK)):
-        np.testing.assert_array_equal(x.numpy(), y.numpy())
+        np.testing.assert_array_equal(to_numpy(x), to_numpy(y))
     assert isinstance(clone.kernel_initializer, keras.initializers.HeNormal)
 
 
@@ -375,7 +472,7 @@ def test_serialize_keras_object_round_trip():
     clone(query, values)
     clone.set_weights(layer.get_weights())
     for x, y in zip(layer(query, values, mask=MASK), clone(query, values, mask=MASK)):
-        np.testing.assert_array_equal(x.numpy(), y.numpy())
+        np.testing.assert_array_equal(to_numpy(x), to_numpy(y))
 
 
 def test_saved_inside_a_functional_model(tmp_path):
@@ -391,7 +488,29 @@ def test_saved_inside_a_functional_model(tmp_path):
     assert isinstance(loaded.get_layer("attention"), BahdanauAttention)
     inputs = list(random_inputs(seed=21, query_rank=3))
     for x, y in zip(model(inputs), loaded(inputs)):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        np.testing.assert_array_equal(to_numpy(x), to_numpy(y))
+
+
+@pytest.mark.parametrize("query_shape, values_shape, name", [
+    ((BATCH, 2, TGT_LEN, QUERY_DIM), (BATCH, SRC_LEN, VALUE_DIM), "query"),
+    ((QUERY_DIM,), (BATCH, SRC_LEN, VALUE_DIM), "query"),
+    ((BATCH, QUERY_DIM), (BATCH, VALUE_DIM), "values"),
+])
+def test_bad_ranks_raise_value_error_naming_the_shape(query_shape, values_shape, name):
+    layer = BahdanauAttention(UNITS)
+    with pytest.raises(ValueError, match=f"`{name}` must have shape") as info:
+        layer(np.zeros(query_shape, "float32"), np.zeros(values_shape, "float32"))
+    received = query_shape if name == "query" else values_shape
+    assert f"{name}.shape={received}" in str(info.value)
+
+
+def test_runs_on_the_backend_named_by_keras_backend():
+    """tests/test_backends.py reruns this module with `KERAS_BACKEND` set; this proves it ran
+    there on that backend (Keras reads the variable before its configuration file)."""
+    requested = os.environ.get("KERAS_BACKEND")
+    if requested is None:
+        pytest.skip("KERAS_BACKEND is not set")
+    assert BACKEND == requested
 
 
 @pytest.mark.parametrize("units", [0, -3, 2.5, "7", None, True])
@@ -423,7 +542,7 @@ def test_mixed_precision(mixed_policy, query_rank, normalize):
     context, weights = layer(query, values, mask=mask)
     assert layer.compute_dtype == compute_dtype
     assert all(w.dtype == "float32" for w in layer.weights)  # variables stay float32
-    assert context.dtype == compute_dtype and weights.dtype == compute_dtype
+    assert dtype_of(context) == compute_dtype and dtype_of(weights) == compute_dtype
     context, weights = as_numpy(context), as_numpy(weights)
     assert np.all(np.isfinite(context)) and np.all(np.isfinite(weights))
     full_mask = mask if query_rank == 2 else np.broadcast_to(mask[:, None], weights.shape)
@@ -438,7 +557,7 @@ def test_mixed_precision(mixed_policy, query_rank, normalize):
     np.testing.assert_allclose(context, expected_context, atol=10 * atol)
     # Precomputed keys under mixed precision are in the compute dtype too.
     keys = layer.project_keys(values)
-    assert keys.dtype == compute_dtype
+    assert dtype_of(keys) == compute_dtype
     same_context, same_weights = layer(query, values, mask=mask, keys=keys)
     np.testing.assert_array_equal(as_numpy(same_weights), weights)
 
@@ -481,7 +600,7 @@ def test_property_weights_are_a_distribution_over_unmasked_positions(inputs, nor
     query, values, mask = inputs
     layer = property_layer(normalize)
     context, weights = layer(query, values, mask=mask)
-    context, weights = context.numpy(), weights.numpy()
+    context, weights = to_numpy(context), to_numpy(weights)
     full_mask = mask if query.ndim == 2 else np.broadcast_to(mask[:, None], weights.shape)
     assert np.all(np.isfinite(weights)) and np.all(np.isfinite(context))
     assert np.all(weights >= 0.0)
