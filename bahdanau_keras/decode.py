@@ -69,7 +69,7 @@ def greedy_decode(translator, source, temperature=0.0, seed=(0, 0), max_length_a
     temperature = tf.convert_to_tensor(temperature, tf.float32)
     seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
     forbidden = _forbidden_bias(decoder.vocab_size)  # loop-invariant
-    kernels = decoder.loop_kernels()  # C, [U_z; U_r], U, W_a, split once
+    kernels = decoder.loop_kernels()  # C, [U_z; U_r], U, split once
 
     def body(i, previous, state, finished, scores, lengths, tokens_array, attention_array):
         logits, state, weights = decoder.step(
@@ -181,7 +181,7 @@ def beam_search_decode(translator, source, beam_width=4, alpha=0.6, beta=0.0,
     mask3 = source_mask[:, None, :]  # [batch, 1, src_len]
     # Loop-invariant pieces.
     forbidden = _forbidden_bias(vocab)  # [vocab]
-    kernels = decoder.loop_kernels()  # C, [U_z; U_r], U, W_a, split once
+    kernels = decoder.loop_kernels()  # C, [U_z; U_r], U, split once
     first = tf.range(per_beam) == 0  # [per_beam]: the one candidate of an ended hypothesis
     end_only = tf.where(first, END_ID, PAD_ID)
     pad_only = tf.fill([per_beam], PAD_ID)

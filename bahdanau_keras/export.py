@@ -124,9 +124,9 @@ def export(module, path):
         "translate_beam": module.translate_beam.get_concrete_function(),
         "translate_sample": module.translate_sample.get_concrete_function(),
     }
-    # Inference only: the training loops have gradients of their own (`Encoder.gru_loop`,
-    # `Decoder._fused_loop`), which read the forward loop's TensorArrays and cannot be saved
-    # as functions of their own.
+    # Inference only: the training kernels have gradients of their own
+    # (`bahdanau_keras.kernels`), which read the forward loop's TensorArrays and cannot be
+    # saved as functions of their own.
     tf.saved_model.save(module, path, signatures=signatures,
                         options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     return path

@@ -1,4 +1,8 @@
-"""The translator: encoder and decoder together, and the masked training loss."""
+"""The translator: encoder and decoder together, and the masked training loss.
+
+`Translator.loss_and_count` is the loss as the tutorial writes it; training computes the same
+sum with `kernels.cross_entropy` where that kernel applies (see `implementation`).
+"""
 
 import dataclasses
 
@@ -7,6 +11,12 @@ import tensorflow as tf
 
 from bahdanau_keras.decoder import Decoder
 from bahdanau_keras.encoder import Encoder
+from bahdanau_keras.kernels import (
+    cross_entropy,
+    use_kernel,
+    validate_implementation,
+    validate_parts,
+)
 from bahdanau_keras.text import PAD_ID
 
 
@@ -41,53 +51,25 @@ class ModelConfig:
             raise ValueError(f"`dropout` must be a number in [0, 1). Received: {self.dropout!r}")
 
 
-def softmax_cross_entropy(logits, labels, label_smoothing=0.0):
-    """Cross-entropy of `softmax(logits)` `[tokens, vocab]` with int `labels` `[tokens]`,
-    optionally against labels smoothed towards the uniform distribution:
-    `(1 - ε) (-log p_label) + ε mean_k(-log p_k)`. Returns `[tokens]`.
-
-    The same values and gradients as `tf.nn.softmax_cross_entropy_with_logits` on
-    (smoothed) one-hot labels, computed faster on CPU: the forward pass keeps
-    `exp(logits - max)` and its sum, and the gradient `(softmax - labels) dy` is one product
-    with the label entries subtracted in place, without a one-hot tensor (2 ms for 228 x 8000
-    logits against 6 ms for `tf.nn.sparse_softmax_cross_entropy_with_logits`).
-    """
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"`label_smoothing` must be in [0, 1). Received: {label_smoothing!r}")
-    labels = tf.cast(labels, tf.int32)
-
-    @tf.custom_gradient
-    def cross_entropy(logits):
-        largest = tf.stop_gradient(tf.reduce_max(logits, axis=-1, keepdims=True))
-        exp = tf.exp(logits - largest)
-        total = tf.reduce_sum(exp, axis=-1, keepdims=True)
-        log_normalizer = tf.squeeze(largest + tf.math.log(total), -1)  # log Σ_k exp(logit_k)
-        picked = tf.gather(logits, labels, batch_dims=1)  # logit_label
-        if label_smoothing:
-            nll = (log_normalizer - (1.0 - label_smoothing) * picked
-                   - label_smoothing * tf.reduce_mean(logits, axis=-1))
-        else:
-            nll = log_normalizer - picked
-
-        def grad(upstream):
-            gradient = exp * (upstream[:, None] / total)  # softmax × dy
-            if label_smoothing:
-                vocab = tf.cast(tf.shape(logits)[-1], logits.dtype)
-                gradient -= (label_smoothing / vocab) * upstream[:, None]
-            label_entries = tf.stack([tf.range(tf.shape(labels)[0]), labels], axis=1)
-            return tf.tensor_scatter_nd_sub(
-                gradient, label_entries, (1.0 - label_smoothing) * upstream)
-
-        return nll, grad
-
-    return cross_entropy(logits)
-
-
 @keras.saving.register_keras_serializable(package="bahdanau_keras")
 class Translator(keras.Model):
     """A Bahdanau-attention sequence-to-sequence model over token ids.
 
-    Args: the fields of `ModelConfig`, as keyword arguments.
+    Args:
+        source_vocab_size, target_vocab_size, embedding_dim, encoder_units, decoder_units,
+        attention_units, maxout, tie_embeddings, dropout, normalize_attention: the fields of
+            `ModelConfig` (the model's shape).
+        implementation: `"auto"`, `"reference"` or `"fused"`, for the encoder, the decoder
+            and the loss: the readable layers (`"reference"`) or the kernels of
+            `bahdanau_keras.kernels` (`"fused"`: the same functions and gradients, faster on
+            CPU; float32 only). `"auto"` takes each kernel where it applies on a machine
+            without a GPU.
+        loop_shards: Positive int, the parts of the batch inside each step of the fused
+            decoder loop (`kernels.decoder_loop`); the reference ignores it.
+        loss_chunks: Positive int, the pieces of the real tokens for the output layer and the
+            loss in `kernels.cross_entropy`; the reference ignores it. XLA (`jit_compile`)
+            needs 1.
+        **kwargs: Base model arguments (`name`, `dtype`, ...).
 
     Call arguments:
         inputs: `(source, target_in)`, int `[batch, src_len]` and `[batch, tgt_len]`.
@@ -100,7 +82,8 @@ class Translator(keras.Model):
 
     def __init__(self, source_vocab_size, target_vocab_size, embedding_dim=256, encoder_units=256,
                  decoder_units=512, attention_units=512, maxout=True, tie_embeddings=True,
-                 dropout=0.0, normalize_attention=False, **kwargs):
+                 dropout=0.0, normalize_attention=False, implementation="auto", loop_shards=2,
+                 loss_chunks=2, **kwargs):
         super().__init__(**kwargs)
         self.config = ModelConfig(
             source_vocab_size=source_vocab_size, target_vocab_size=target_vocab_size,
@@ -108,19 +91,26 @@ class Translator(keras.Model):
             decoder_units=decoder_units, attention_units=attention_units, maxout=maxout,
             tie_embeddings=tie_embeddings, dropout=dropout,
             normalize_attention=normalize_attention)
+        self.implementation = validate_implementation(implementation)
+        self.loop_shards = validate_parts("loop_shards", loop_shards)
+        self.loss_chunks = validate_parts("loss_chunks", loss_chunks)
         self.encoder = Encoder(
             source_vocab_size, embedding_dim, encoder_units, decoder_units, dropout=dropout,
-            name="encoder")
+            implementation=implementation, name="encoder")
         self.decoder = Decoder(
             target_vocab_size, embedding_dim, decoder_units, attention_units, maxout=maxout,
             tie_embeddings=tie_embeddings, dropout=dropout,
-            normalize_attention=normalize_attention, name="decoder")
+            normalize_attention=normalize_attention, implementation=implementation,
+            loop_shards=loop_shards, name="decoder")
         # Every shape is known from the configuration: create the weights now.
         self.build()
 
     @classmethod
-    def from_model_config(cls, config):
-        return cls(**dataclasses.asdict(config))
+    def from_model_config(cls, config, **options):
+        """A `Translator` of the shape `config` (a `ModelConfig`), with `options` for the
+        other constructor arguments (`implementation`, `loop_shards`, `loss_chunks`, `name`,
+        ...)."""
+        return cls(**dataclasses.asdict(config), **options)
 
     def build(self, inputs_shape=None):
         self.encoder.build((None, None))
@@ -132,47 +122,50 @@ class Translator(keras.Model):
         return self.decoder(target_in, annotations, source_mask, initial_state,
                             training=training)
 
-    def loss_and_count(self, source, target, label_smoothing=0.0, training=False, chunks=1,
-                       loop_shards=1):
+    def loss_and_count(self, source, target, label_smoothing=0.0, training=False):
         """Summed cross-entropy over the real target tokens, and their number.
 
-        `target` is `[batch, tgt_len]` holding `START y_1 ... y_n END` padded with 0; the model
-        reads `target[:, :-1]` and predicts `target[:, 1:]`. The deep output and the vocabulary
-        projection run once, after the step loop, on the real tokens only (`[num_tokens, ...]`).
+        The model reads `target[:, :-1]` and predicts `target[:, 1:]`; the loss of a token is
+        `-Σ_k q_k log p(k | y_<i, x)`, with the labels smoothed towards the uniform
+        distribution, `q = (1 - ε) one_hot(y_i) + ε / vocab` (`ε = label_smoothing`). The deep
+        output and the vocabulary projection run once, after the step loop, on the real tokens
+        only (`[tokens, ...]`): most of the decoder's work, none of it spent on padding.
 
-        `chunks` splits those tokens into that many independent pieces for the output layers
-        and the loss (the sum is the same): TensorFlow's executor runs independent pieces on
-        different cores at once, which a single large product with one intra-op thread per op
-        cannot (see `train.default_threads`). The sizes must be known when the graph runs, not
-        when it is compiled: XLA (`jit_compile`) needs `chunks=1`.
+        Args:
+            source: int `[batch, src_len]`, padded with 0.
+            target: int `[batch, tgt_len]`, `START y_1 ... y_n END` padded with 0.
+            label_smoothing: float in `[0, 1)`.
+            training: Python bool (dropout).
 
-        `loop_shards` splits the batch inside the decoder's step loop in the same way (see
-        `Decoder.time_loop`); the loss and its gradient are the same.
+        Returns:
+            `(loss_sum, token_count)`: a float32 scalar and an int32 scalar.
         """
-        if not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 1:
-            raise ValueError(f"`chunks` must be a positive integer. Received: {chunks!r}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(
+                f"`label_smoothing` must be in [0, 1). Received: {label_smoothing!r}")
         target_in, target_out = target[:, :-1], target[:, 1:]
         annotations, source_mask, initial_state = self.encoder(source, training=training)
         states, embedded, contexts, _ = self.decoder.teacher_forcing(
-            target_in, annotations, source_mask, initial_state, training=training,
-            loop_shards=loop_shards)
+            target_in, annotations, source_mask, initial_state, training=training)
         real = tf.not_equal(target_out, PAD_ID)  # [batch, tgt_len - 1]
-        pieces = [tf.boolean_mask(x, real) for x in (states, embedded, contexts, target_out)]
-        count = tf.shape(pieces[-1])[0]  # real tokens
-        if chunks > 1:
-            # count // chunks or one more each (the first count % chunks pieces); some may be 0.
-            sizes = [count // chunks + tf.cast(i < count % chunks, tf.int32)
-                     for i in range(chunks)]
-            pieces = zip(*(tf.split(x, sizes) for x in pieces))
-        else:
-            pieces = [pieces]
-        total = tf.constant(0.0)
-        for piece_states, piece_embedded, piece_contexts, labels in pieces:
-            logits = self.decoder.output_logits(
-                piece_states, piece_embedded, piece_contexts, training=training)
-            nll = softmax_cross_entropy(tf.cast(logits, tf.float32), labels, label_smoothing)
-            total += tf.reduce_sum(nll)
-        return total, count
+        # [tokens, ...]: the real tokens only
+        states, embedded, contexts, labels = (
+            tf.boolean_mask(x, real) for x in (states, embedded, contexts, target_out))
+        count = tf.shape(labels)[0]
+        if use_kernel(self.implementation, cross_entropy.unsupported(self), self.name):
+            # The same sum in `loss_chunks` pieces, the cross-entropy with its own gradient
+            # (kernels/cross_entropy.py).
+            return cross_entropy.summed_loss(
+                self.decoder, states, embedded, contexts, labels, label_smoothing,
+                training=training, chunks=self.loss_chunks), count
+        logits = self.decoder.output_logits(states, embedded, contexts, training=training)
+        # -Σ_k q_k log p(k | y_<i, x) for each token, in float32
+        losses = keras.losses.categorical_crossentropy(
+            tf.one_hot(labels, self.config.target_vocab_size), tf.cast(logits, tf.float32),
+            from_logits=True, label_smoothing=label_smoothing)
+        return tf.reduce_sum(losses), count
 
     def get_config(self):
-        return {**super().get_config(), **dataclasses.asdict(self.config)}
+        return {**super().get_config(), **dataclasses.asdict(self.config),
+                "implementation": self.implementation, "loop_shards": self.loop_shards,
+                "loss_chunks": self.loss_chunks}

@@ -9,7 +9,7 @@ Distinct small sizes: vocabulary 19, embedding 5, units 7, attention units 3, co
 batch 3, source length 4, target length 8.
 """
 
-import contextlib
+import re
 
 import keras
 import numpy as np
@@ -18,8 +18,10 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bahdanau_keras import kernels
 from bahdanau_keras.attention import BahdanauAttention
 from bahdanau_keras.decoder import Decoder
+from bahdanau_keras.kernels import decoder_loop
 from bahdanau_keras.text import PAD_ID, START_ID
 from bahdanau_keras.train import seed_everything
 
@@ -113,8 +115,10 @@ def make_inputs(seed=0, source_lengths=SOURCE_LENGTHS, target_lengths=TARGET_LEN
 
 
 def make_decoder(seed=0, **kwargs):
-    """A built decoder whose weights are all random (biases included)."""
-    kwargs = {"maxout": True, "tie_embeddings": True, **kwargs}
+    """A built decoder whose weights are all random (biases included); the reference
+    implementation unless `implementation` says otherwise (`tests/test_kernels_decoder_loop.py`
+    holds the fused loop to it)."""
+    kwargs = {"maxout": True, "tie_embeddings": True, "implementation": "reference", **kwargs}
     decoder = Decoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS, **kwargs)
     decoder.build((None, None), (None, None, CONTEXT_DIM))
     rng = np.random.default_rng(seed)
@@ -232,9 +236,13 @@ def test_attention_reads_the_previous_state(plain_decoder):
 
 # -- teacher forcing ----------------------------------------------------------------------------
 
-def test_teacher_forcing_equals_repeated_steps(decoder):
+@pytest.mark.parametrize("implementation", ["reference", "fused"])
+def test_teacher_forcing_equals_repeated_steps(decoder, implementation):
+    """Teacher forcing (the reference loop, or the fused kernel) equals `step` repeated, and
+    the NumPy steps."""
     target, annotations, mask, state = make_inputs(seed=5)
-    logits, weights = decoder(target, annotations, mask, state)
+    logits, weights = twin(decoder, implementation=implementation)(
+        target, annotations, mask, state)
     assert tuple(logits.shape) == (BATCH, TGT_LEN, VOCAB)
     assert tuple(weights.shape) == (BATCH, TGT_LEN, SRC_LEN)
     keys = decoder.attention.project_keys(annotations)
@@ -296,7 +304,9 @@ def test_target_padding_invariance(plain_decoder):
     assert not np.allclose(changed_logits.numpy()[0, 6], logits.numpy()[0, 6], atol=1e-4)
 
 
-def test_source_padding_invariance(decoder):
+@pytest.mark.parametrize("implementation", ["reference", "fused"])
+def test_source_padding_invariance(decoder, implementation):
+    decoder = twin(decoder, implementation=implementation)
     target, annotations, mask, state = make_inputs(seed=9)
     logits, weights = decoder(target, annotations, mask, state)
     extra = 3
@@ -345,32 +355,16 @@ def trace_call(decoder, tgt_len):
         tf.TensorSpec([BATCH, SRC_LEN], tf.bool), tf.TensorSpec([BATCH, UNITS]))
 
 
-@contextlib.contextmanager
-def loop_variant(decoder, hoist=True, fused=True):
-    """The decoder's training loop with the kernels' gradients after the loop (`hoist`) and
-    with its hand-written backward loop (`fused`), or TensorFlow's step-by-step gradient."""
-    decoder.hoist_weight_gradients, decoder.fused_loop = hoist, fused
-    try:
-        yield decoder
-    finally:
-        decoder.hoist_weight_gradients = Decoder.hoist_weight_gradients
-        decoder.fused_loop = Decoder.fused_loop
-
-
-@pytest.mark.parametrize("fused", [True, False])
-def test_teacher_forcing_is_one_while_loop(plain_decoder, monkeypatch, fused):
+def test_teacher_forcing_is_one_while_loop(plain_decoder, monkeypatch):
     step_traces = []
-    # The fused loop's step is inside `_fused_loop`; the other one calls `_cell`.
-    name = "_fused_loop" if fused else "_cell"
-    original = getattr(plain_decoder, name)
+    original = plain_decoder.cell
 
     def counting(*args, **kwargs):
         step_traces.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(plain_decoder, name, counting)
-    with loop_variant(plain_decoder, fused=fused):
-        short, long = trace_call(plain_decoder, 2), trace_call(plain_decoder, 11)
+    monkeypatch.setattr(plain_decoder, "cell", counting)
+    short, long = trace_call(plain_decoder, 2), trace_call(plain_decoder, 11)
     # The step is traced once per graph, whatever the target length: no Python loop over time.
     assert len(step_traces) == 2
     short_ops, long_ops = short.graph.get_operations(), long.graph.get_operations()
@@ -384,24 +378,29 @@ def test_teacher_forcing_is_one_while_loop(plain_decoder, monkeypatch, fused):
         np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_step_invariant_work_is_outside_the_loop(plain_decoder, fused):
-    """The loop body reads no weight (the fused loop) or only v_a: W_a, C and U are read (and
-    split) once before the loop, and the key projection U_a h, the embedding, the input
-    projection, the deep output and the vocabulary projection run outside it."""
-    with loop_variant(plain_decoder, fused=fused):
-        graph = trace_call(plain_decoder, 6).graph
+def loop_body(graph):
+    """The body of the one while loop of `graph`."""
     (loop,) = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
-    body = graph._functions[loop.get_attr("body").name].graph
+    return graph._functions[loop.get_attr("body").name].graph
+
+
+def test_step_invariant_work_is_outside_the_loop(plain_decoder):
+    """The loop body reads only the attention's own weights (W_a and v_a, through the layer):
+    C and U are read (and split) once before the loop, and the key projection U_a h, the
+    embedding, the input projection, the deep output and the vocabulary projection run
+    outside it."""
+    graph = trace_call(plain_decoder, 6).graph
+    body = loop_body(graph)
     read_shapes = sorted(tuple(op.outputs[0].shape) for op in body.get_operations()
                          if op.type == "ReadVariableOp")
     attention = plain_decoder.attention
-    assert read_shapes == ([] if fused else [tuple(attention.score_vector.shape)])
+    assert read_shapes == sorted([tuple(attention.query_dense.kernel.shape),
+                                  tuple(attention.score_vector.shape)])
     outer_reads = {tuple(op.outputs[0].shape) for op in graph.get_operations()
                    if op.type == "ReadVariableOp"}
-    assert tuple(attention.query_dense.kernel.shape) in outer_reads
     assert tuple(plain_decoder.context_kernel.shape) in outer_reads
     assert tuple(plain_decoder.recurrent_kernel.shape) in outer_reads
+    assert tuple(attention.key_dense.kernel.shape) in outer_reads
     body_types = {op.type for op in body.get_operations()}
     assert not body_types & {"GatherV2", "ResourceGather", "Max"}
     # The one batched product is the context, Σ_j α_ij h_j: [batch, 1, src] x [batch, src, C].
@@ -435,213 +434,139 @@ class DotAttention(keras.layers.Layer):
         return tf.einsum("bs,bsd->bd", weights, values), weights
 
 
-def loop_gradients(decoder, function, hoist=True, fused=True, seed=30, shards=1, rows=None,
-                   empty_source=False):
-    """The logits and attention weights, and the gradients of a loss that reads both, with
-    respect to every trainable weight, the annotations and the initial state (the first
-    `rows` sentences of the batch; with `empty_source`, the second sentence's source is all
-    padding)."""
-    target, annotations, mask, state = (x[:rows] for x in make_inputs(seed=seed))
-    if empty_source:
-        mask = mask.copy()
-        mask[1] = False
-    annotations, state = tf.constant(annotations), tf.constant(state)
-    rng = np.random.default_rng(seed + 1)
-    logit_weights = tf.constant(rng.standard_normal((BATCH, TGT_LEN, VOCAB))[:rows], tf.float32)
-    attention_weights = tf.constant(
-        rng.standard_normal((BATCH, TGT_LEN, SRC_LEN))[:rows], tf.float32)
-
-    def run():
-        with tf.GradientTape() as tape:
-            tape.watch([annotations, state])
-            states, embedded, contexts, weights = decoder.teacher_forcing(
-                target, annotations, mask, state, loop_shards=shards)
-            logits = decoder.output_logits(states, embedded, contexts)
-            loss = (tf.reduce_sum(logits * logit_weights)
-                    + 10.0 * tf.reduce_sum(weights * attention_weights))
-        return [logits, weights] + tape.gradient(
-            loss, decoder.trainable_variables + [annotations, state])
-
-    with loop_variant(decoder, hoist, fused):
-        return [g.numpy() for g in (tf.function(run)() if function else run())]
+def make_dot_decoder(seed=32, **kwargs):
+    """A built decoder whose attention layer is `DotAttention`, all weights random."""
+    decoder = Decoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS, **kwargs)
+    decoder.attention = DotAttention(name="attention")
+    decoder.build((None, None), (None, None, CONTEXT_DIM))
+    rng = np.random.default_rng(seed)
+    decoder.set_weights(
+        [0.5 * rng.standard_normal(w.shape).astype(np.float32) for w in decoder.weights])
+    return decoder
 
 
-@pytest.mark.parametrize("attention, fused", [
-    ("bahdanau", True), ("bahdanau", False), ("normalized", True), ("normalized", False),
-    ("dot", None)])
-def test_hoisted_weight_gradients_equal_step_by_step_gradients(attention, fused):
-    """The loop's own gradient (kernels' gradients summed after the loop in one product each;
-    `fused`: the backward loop written out) equals TensorFlow differentiating every step,
-    for every weight and both inputs, eagerly and in a tf.function; also when the attention
-    is another layer read inside the loop (never fused)."""
-    decoder = make_decoder(seed=31, normalize_attention=attention == "normalized")
-    if attention == "dot":
-        decoder = Decoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS)
-        decoder.attention = DotAttention(name="attention")
-        decoder.build((None, None), (None, None, CONTEXT_DIM))
-        rng = np.random.default_rng(32)
-        decoder.set_weights(
-            [0.5 * rng.standard_normal(w.shape).astype(np.float32) for w in decoder.weights])
-        assert decoder.loop_kernels()[3] is None
-    reference = loop_gradients(decoder, function=False, hoist=False)
-    names = (["logits", "attention weights"] + [v.path for v in decoder.trainable_variables]
-             + ["annotations", "initial_state"])
-    for function in (False, True):
-        hoisted = loop_gradients(decoder, function=function, fused=fused)
-        for name, x, y in zip(names, hoisted, reference, strict=True):
-            assert np.abs(y).max() > 1e-3, name  # every gradient is far from zero
-            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max(),
-                                       err_msg=name)
-
-
-def test_fused_gradient_can_be_taken_twice_eagerly(plain_decoder):
-    """A persistent tape may ask for the fused loop's gradient more than once."""
-    target, annotations, mask, state = make_inputs(seed=37)
+def test_another_attention_layer_is_called_at_every_step():
+    """With another attention layer, the loop calls it from s_{i-1}: teacher forcing equals
+    the steps, and the layer's weights get gradients."""
+    decoder = make_dot_decoder()
+    target, annotations, mask, state = make_inputs(seed=39)
     annotations = tf.constant(annotations)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(annotations)
-        states, _, contexts, _ = plain_decoder.teacher_forcing(
-            target, annotations, mask, state, loop_shards=2)
+    with tf.GradientTape() as tape:
+        states, _, contexts, weights = decoder.teacher_forcing(target, annotations, mask, state)
         loss = tf.reduce_sum(states) + tf.reduce_sum(contexts ** 2)
-    first = tape.gradient(loss, annotations).numpy()
-    second = tape.gradient(loss, annotations).numpy()
-    assert np.abs(first).max() > 1e-3
-    np.testing.assert_array_equal(first, second)
+    keys = decoder.attention.project_keys(annotations)
+    step_state = tf.constant(state)
+    for i in range(TGT_LEN):
+        step_state, step_context, step_weights = decoder.cell(
+            decoder.project_inputs(decoder.embed(target[:, i])), step_state, keys,
+            annotations, mask)
+        np.testing.assert_allclose(states.numpy()[:, i], step_state.numpy(), atol=1e-5)
+        np.testing.assert_allclose(weights.numpy()[:, i], step_weights.numpy(), atol=1e-6)
+    gradients = tape.gradient(loss, [decoder.attention.kernel, decoder.attention.scale])
+    assert all(np.abs(tf.convert_to_tensor(g).numpy()).max() > 1e-4 for g in gradients)
 
 
-def test_a_decoder_with_its_own_step_is_not_fused(monkeypatch):
-    """A subclass that overrides `_cell` trains with its own step, not the fused loop's
-    copy of the equations."""
+def test_a_subclass_with_its_own_cell_runs_it_with_the_reference_loop():
+    """A subclass that changes `cell` (and says `implementation="reference"`, since the fused
+    kernel holds its own copy of the equations) trains with its own step."""
     class ScaledDecoder(Decoder):
-        def _cell(self, *args, **kwargs):
-            new_state, *rest = super()._cell(*args, **kwargs)
+        def cell(self, *args, **kwargs):
+            new_state, *rest = super().cell(*args, **kwargs)
             return (0.5 * new_state, *rest)
 
-    decoder = ScaledDecoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS)
+    decoder = ScaledDecoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS,
+                            implementation="reference")
     decoder.build((None, None), (None, None, CONTEXT_DIM))
-    monkeypatch.setattr(decoder, "_fused_loop", None)  # would fail if it were called
     target, annotations, mask, state = make_inputs(seed=38)
     states = decoder.teacher_forcing(target, annotations, mask, state)[0].numpy()
-    step = decoder.cell(decoder.project_inputs(decoder.embed(target[:, :1]))[:, 0], state,
+    step = decoder.cell(decoder.project_inputs(decoder.embed(target[:, 0])), state,
                         decoder.attention.project_keys(annotations), annotations, mask)[0]
     np.testing.assert_allclose(states[:, 0], step.numpy(), atol=1e-6)
+    plain = Decoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS, implementation="reference")
+    plain.build((None, None), (None, None, CONTEXT_DIM))
+    plain.set_weights(decoder.get_weights())
+    plain_states = plain.teacher_forcing(target, annotations, mask, state)[0].numpy()
+    np.testing.assert_allclose(states[:, 0], 0.5 * plain_states[:, 0], atol=1e-6)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_loop_gradients_with_an_all_padding_source(fused):
-    """A sentence whose source is all padding attends to nothing (α = 0, c = 0): the same
-    outputs and gradients as TensorFlow's step-by-step gradient, all finite."""
-    decoder = make_decoder(seed=36)
-    reference = loop_gradients(decoder, function=False, hoist=False, empty_source=True)
-    assert not np.any(reference[1][1])  # no attention for that sentence
-    for function in (False, True):
-        result = loop_gradients(decoder, function=function, fused=fused, shards=2,
-                                empty_source=True)
-        for x, y in zip(result, reference, strict=True):
-            assert np.all(np.isfinite(x))
-            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max())
+# -- the implementation: one dispatch point ----------------------------------------------------
+
+def spy_on_the_kernel(monkeypatch):
+    """Calls of `kernels.decoder_loop.time_loop` (which still runs), one entry each."""
+    calls = []
+    original = decoder_loop.time_loop
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(decoder_loop, "time_loop", spy)
+    return calls
 
 
-@pytest.mark.parametrize("fused", [True, False])
-@pytest.mark.parametrize("shards, rows", [(2, None), (3, None), (4, None), (2, 1)])
-def test_loop_in_parts_gives_the_same_results_and_gradients(shards, rows, fused):
-    """The batch split into `shards` parts inside the loop (3 sentences in 2, 3 or 4 parts,
-    some empty; 1 sentence in 2) gives the outputs and gradients of the whole batch."""
-    decoder = make_decoder(seed=34)
-    reference = loop_gradients(decoder, function=False, hoist=False, rows=rows)
-    for function in (False, True):
-        parts = loop_gradients(decoder, function=function, fused=fused, shards=shards,
-                               rows=rows)
-        for x, y in zip(parts, reference, strict=True):
-            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max())
+def twin(decoder, **config):
+    """A decoder of `decoder`'s configuration changed by `config`, with its weights."""
+    other = Decoder.from_config({**decoder.get_config(), **config})
+    other.build((None, None), (None, None, CONTEXT_DIM))
+    other.set_weights(decoder.get_weights())
+    return other
 
 
-@pytest.mark.parametrize("fused", [True, False])
-@pytest.mark.parametrize("tgt_len", [0, TGT_LEN])
-def test_loop_gradient_with_and_without_steps(plain_decoder, tgt_len, fused):
-    """A target with no step (only START) has zero gradients, as TensorFlow's step-by-step
-    gradient; with steps, the two agree (eagerly and in a tf.function)."""
-    target, annotations, mask, state = make_inputs(seed=35)
-    annotations, state = tf.constant(annotations), tf.constant(state)
-    sources = plain_decoder.trainable_variables + [annotations, state]
-
-    def gradients():
-        with tf.GradientTape() as tape:
-            tape.watch([annotations, state])
-            states, _, contexts, _ = plain_decoder.teacher_forcing(
-                target[:, :tgt_len], annotations, mask, state, loop_shards=2)
-            loss = tf.reduce_sum(states) + tf.reduce_sum(contexts ** 2)
-        return [tf.zeros(s.shape) if g is None else tf.convert_to_tensor(g)
-                for s, g in zip(sources, tape.gradient(loss, sources))]
-
-    with loop_variant(plain_decoder, hoist=False):
-        reference = [g.numpy() for g in gradients()]
-    for function in (False, True):
-        with loop_variant(plain_decoder, fused=fused):
-            hoisted = tf.function(gradients)() if function else gradients()
-        for x, y in zip(hoisted, reference, strict=True):
-            np.testing.assert_allclose(x.numpy(), y, rtol=1e-4,
-                                       atol=1e-5 * max(np.abs(y).max(), 1))
-    if tgt_len == 0:
-        assert not any(np.any(g) for g in reference)
-    else:
-        assert np.abs(reference[-1]).max() > 1e-3
+@pytest.mark.parametrize("gpu", [False, True])
+def test_auto_runs_the_fused_loop_in_float32_without_a_gpu(plain_decoder, monkeypatch, gpu):
+    """`implementation="auto"` takes the kernel in float32 with BahdanauAttention on a machine
+    without a GPU (where it was measured), the reference with one; `"reference"` never."""
+    monkeypatch.setattr(kernels, "gpu_present", lambda: gpu)
+    calls = spy_on_the_kernel(monkeypatch)
+    target, annotations, mask, state = make_inputs(seed=40)
+    auto = twin(plain_decoder, implementation="auto")
+    assert auto.implementation == "auto"
+    logits, weights = auto(target, annotations, mask, state)
+    assert len(calls) == (0 if gpu else 1)
+    reference_logits, reference_weights = plain_decoder(target, annotations, mask, state)
+    assert len(calls) == (0 if gpu else 1)  # plain_decoder is "reference"
+    np.testing.assert_allclose(logits.numpy(), reference_logits.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(weights.numpy(), reference_weights.numpy(), atol=1e-6)
+    twin(plain_decoder, implementation="fused")(target, annotations, mask, state)
+    assert len(calls) == (1 if gpu else 2)  # "fused" runs the kernel, GPU or not
 
 
-def test_loop_shards_must_be_a_positive_integer(plain_decoder):
-    target, annotations, mask, state = make_inputs()
-    for shards in (0, 1.5, True):
-        with pytest.raises(ValueError, match=f"`shards` must be a positive integer. "
-                                              f"Received: {shards!r}"):
-            plain_decoder.teacher_forcing(target, annotations, mask, state, loop_shards=shards)
+def test_auto_runs_the_reference_where_the_kernel_does_not_apply(monkeypatch):
+    """Another attention layer, or a bfloat16 computation: "auto" runs the reference, and
+    "fused" raises a ValueError that says why."""
+    monkeypatch.setattr(kernels, "gpu_present", lambda: False)
+    calls = spy_on_the_kernel(monkeypatch)
+    target, annotations, mask, state = make_inputs(seed=41)
+    make_dot_decoder()(target, annotations, mask, state)
+    assert not calls
+    with pytest.raises(ValueError, match="implementation='fused'.*attention layer is a "
+                                         "DotAttention"):
+        make_dot_decoder(implementation="fused")(target, annotations, mask, state)
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = make_decoder(seed=42, implementation="auto")
+        fused = make_decoder(seed=42, implementation="fused")
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    mixed(target, annotations, mask, state)
+    assert not calls
+    with pytest.raises(ValueError, match="implementation='fused'.*float32 only.*bfloat16"):
+        fused(target, annotations, mask, state)
 
 
-def loop_products(decoder):
-    """Output shapes of the matrix products that the while loops of a training step's graph
-    compute (the forward loop and its gradient). Products whose result does not reach the
-    loop body's outputs are left out: the runtime prunes them."""
-    target, annotations, mask, state = make_inputs(seed=33)
-
-    @tf.function
-    def gradients(target, annotations, mask, state):
-        with tf.GradientTape() as tape:
-            logits, _ = decoder(target, annotations, mask, state)
-            loss = tf.reduce_sum(logits)
-        return tape.gradient(loss, decoder.trainable_variables)
-
-    graph = gradients.get_concrete_function(target, annotations, mask, state).graph
-    # Every function the graph calls (the loops and their gradients may sit in functions).
-    functions = {name: f.graph for name, f in graph._functions.items()}
-    bodies = {op.get_attr("body").name for g in [graph, *functions.values()]
-              for op in g.get_operations() if op.type in ("While", "StatelessWhile")}
-    assert len(bodies) == 2  # the forward loop and its gradient
-    shapes = set()
-    for name in bodies:
-        body = functions[name]
-        live, stack = set(), [t.op for t in body.outputs]
-        while stack:
-            op = stack.pop()
-            if op.name not in live:
-                live.add(op.name)
-                stack.extend([t.op for t in op.inputs] + list(op.control_inputs))
-        shapes |= {tuple(op.outputs[0].shape) for op in body.get_operations()
-                   if op.type == "MatMul" and op.name in live}
-    return shapes
+@pytest.mark.parametrize("implementation", ["Fused", "cudnn", None, True, ""])
+def test_implementation_must_be_one_of_three(implementation):
+    with pytest.raises(ValueError, match=re.escape(
+            "`implementation` must be one of ('auto', 'reference', 'fused'). Received: "
+            f"implementation={implementation!r}")):
+        Decoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS, implementation=implementation)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_kernels_are_not_differentiated_inside_the_loop(plain_decoder, fused):
-    """No product in the loops has a kernel's shape: the gradients of C, [U_z; U_r], U and
-    W_a are computed after the loop. Differentiated step by step, they are in the loop."""
-    kernel_shapes = {(CONTEXT_DIM, 3 * UNITS), (UNITS, 2 * UNITS), (UNITS, UNITS),
-                     (UNITS, ATTENTION_UNITS), (UNITS, ATTENTION_UNITS + 2 * UNITS)}
-    with loop_variant(plain_decoder, fused=fused):
-        products = loop_products(plain_decoder)
-    assert (BATCH, 3 * UNITS) in products  # C c_i
-    assert not products & kernel_shapes
-    with loop_variant(plain_decoder, hoist=False):
-        assert kernel_shapes - {(UNITS, ATTENTION_UNITS + 2 * UNITS)} <= loop_products(
-            plain_decoder)
+@pytest.mark.parametrize("shards", [0, -1, 1.5, True, "2"])
+def test_loop_shards_must_be_a_positive_integer(shards):
+    with pytest.raises(ValueError, match=re.escape(
+            f"`loop_shards` must be a positive integer. Received: loop_shards={shards!r}")):
+        Decoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS, loop_shards=shards)
 
 
 # -- output layer -------------------------------------------------------------------------------
@@ -701,13 +626,17 @@ def test_mixed_bfloat16_gives_finite_logits():
 
 # -- configuration ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("variant", ["maxout-untied", "normalized-attention"])
-def test_config_round_trip(variant):
-    decoder = make_decoder(seed=19, dropout=0.25, **OUTPUT_VARIANTS[variant])
+@pytest.mark.parametrize("variant, implementation, loop_shards", [
+    ("maxout-untied", "fused", 3), ("normalized-attention", "reference", 1),
+    ("normalized-attention", "auto", 2)])
+def test_config_round_trip(variant, implementation, loop_shards):
+    decoder = make_decoder(seed=19, dropout=0.25, implementation=implementation,
+                           loop_shards=loop_shards, **OUTPUT_VARIANTS[variant])
     config = decoder.get_config()
     for key, value in OUTPUT_VARIANTS[variant].items():
         assert config[key] == value
     assert config["dropout"] == 0.25 and config["vocab_size"] == VOCAB
+    assert config["implementation"] == implementation and config["loop_shards"] == loop_shards
     clone = Decoder.from_config(config)
     assert clone.get_config() == config
     clone.build((None, None), (None, None, CONTEXT_DIM))

@@ -4,6 +4,8 @@ Distinct small sizes: vocabulary 13, embedding 5, 3 units per direction (annotat
 decoder units 7, batch 3, source length 9.
 """
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -11,7 +13,9 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bahdanau_keras import kernels
 from bahdanau_keras.encoder import Encoder
+from bahdanau_keras.kernels import bidirectional_gru
 from bahdanau_keras.text import PAD_ID
 from bahdanau_keras.train import seed_everything
 
@@ -28,7 +32,10 @@ def make_tokens(lengths=LENGTHS, src_len=SRC_LEN, seed=0):
 
 
 def make_encoder(seed=0, **kwargs):
-    """A built encoder with every weight random (biases included, so none is trivially 0)."""
+    """A built encoder with every weight random (biases included, so none is trivially 0); the
+    reference implementation unless `implementation` says otherwise
+    (`tests/test_kernels_bidirectional_gru.py` holds the fused GRUs to it)."""
+    kwargs = {"implementation": "reference", **kwargs}
     encoder = Encoder(VOCAB, EMBEDDING_DIM, UNITS, DECODER_UNITS, **kwargs)
     encoder.build((None, None))
     rng = np.random.default_rng(seed)
@@ -111,40 +118,12 @@ def test_annotations_and_initial_state_from_each_direction(encoder):
                 initial_state[b], np.tanh(backward[-1] @ w_s + b_s), atol=1e-3)
 
 
-@pytest.mark.parametrize("function", [False, True])
-def test_one_loop_equals_the_keras_bidirectional_layer(encoder, function):
-    """`run_gru` (with its written-out backward loop) computes what the Keras
-    `Bidirectional(GRU)` layer whose weights it reads gives with the mask, at every position
-    (padding included), with the same gradients; eagerly and in a tf.function."""
-    tokens = make_tokens(seed=7)
-    mask = tf.not_equal(tokens, PAD_ID)
-    embedded = encoder.embedding(tokens)
-    rng = np.random.default_rng(8)
-    weights = tf.constant(rng.standard_normal((len(LENGTHS), SRC_LEN, 2 * UNITS)), tf.float32)
-    variables = encoder.bidirectional_gru.trainable_variables
-    results = []
-    for run in (lambda: encoder.run_gru(embedded, mask),
-                lambda: (lambda out: (out[0], out[2]))(
-                    encoder.bidirectional_gru(embedded, mask=mask))):
-        def gradients(run=run):
-            with tf.GradientTape() as tape:
-                tape.watch(embedded)
-                annotations, backward_state = run()
-                loss = tf.reduce_sum(annotations * weights) + tf.reduce_sum(backward_state)
-            return [annotations, backward_state, *tape.gradient(loss, [embedded, *variables])]
-
-        results.append(tf.function(gradients)() if function else gradients())
-    for ours, keras_layer in zip(*results, strict=True):
-        assert np.abs(keras_layer.numpy()).max() > 1e-3
-        np.testing.assert_allclose(ours.numpy(), keras_layer.numpy(), rtol=1e-4, atol=1e-5)
-
-
 def test_mixed_precision_gradients_are_close_to_float32(encoder):
-    """Under `mixed_bfloat16` (float32 weights, bfloat16 computation) the loop and its
-    written-out gradient give what float32 gives, to bfloat16's precision."""
+    """Under `mixed_bfloat16` (float32 weights, bfloat16 computation) the GRUs and their
+    gradients give what float32 gives, to bfloat16's precision."""
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")  # as `train` sets it
     try:
-        mixed = Encoder(VOCAB, EMBEDDING_DIM, UNITS, DECODER_UNITS)
+        mixed = Encoder(VOCAB, EMBEDDING_DIM, UNITS, DECODER_UNITS)  # "auto": the reference
         mixed.build((None, None))
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
@@ -164,21 +143,6 @@ def test_mixed_precision_gradients_are_close_to_float32(encoder):
         x = tf.cast(x, tf.float32).numpy()
         assert np.abs(x).max() > 1e-3
         np.testing.assert_allclose(y, x, atol=2e-2 * np.abs(x).max())
-
-
-def test_gradients_of_an_empty_source():
-    """A batch of sources with no position: empty annotations, zero gradients."""
-    encoder = make_encoder(seed=9)
-    embedded = tf.zeros([2, 0, EMBEDDING_DIM])
-    variables = encoder.bidirectional_gru.trainable_variables
-    with tf.GradientTape() as tape:
-        tape.watch(embedded)
-        annotations, backward_state = encoder.run_gru(embedded, tf.zeros([2, 0], tf.bool))
-        loss = tf.reduce_sum(annotations) + tf.reduce_sum(backward_state)
-    assert annotations.shape == (2, 0, 2 * UNITS)
-    grads = tape.gradient(loss, variables, unconnected_gradients="zero")
-    assert [g.shape for g in grads] == [v.shape for v in variables]
-    assert not any(np.any(tf.convert_to_tensor(g).numpy()) for g in grads)
 
 
 def test_padding_positions_do_not_leak_into_real_ones(encoder):
@@ -237,13 +201,14 @@ def test_dropout_only_in_training():
     assert np.all(np.isfinite(trained))
 
 
-def test_config_round_trip(encoder):
+@pytest.mark.parametrize("implementation", ["reference", "fused", "auto"])
+def test_config_round_trip(implementation):
+    encoder = make_encoder(implementation=implementation)
     config = encoder.get_config()
     assert {k: config[k] for k in ("vocab_size", "embedding_dim", "units", "decoder_units",
-                                   "dropout")} == dict(vocab_size=VOCAB,
-                                                       embedding_dim=EMBEDDING_DIM,
-                                                       units=UNITS, decoder_units=DECODER_UNITS,
-                                                       dropout=0.0)
+                                   "dropout", "implementation")} == dict(
+        vocab_size=VOCAB, embedding_dim=EMBEDDING_DIM, units=UNITS,
+        decoder_units=DECODER_UNITS, dropout=0.0, implementation=implementation)
     clone = Encoder.from_config(config)
     assert clone.get_config() == config
     clone.build((None, None))
@@ -256,3 +221,60 @@ def test_config_round_trip(encoder):
     serialized = keras.saving.serialize_keras_object(encoder)
     assert serialized["registered_name"] == "bahdanau_keras>Encoder"
     assert keras.saving.deserialize_keras_object(serialized).get_config() == config
+
+
+# -- the implementation: one dispatch point ----------------------------------------------------
+
+def spy_on_the_kernel(monkeypatch):
+    """Calls of `kernels.bidirectional_gru.bidirectional_gru` (which still runs)."""
+    calls = []
+    original = bidirectional_gru.bidirectional_gru
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(bidirectional_gru, "bidirectional_gru", spy)
+    return calls
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_auto_runs_the_fused_gru_in_float32_without_a_gpu(encoder, monkeypatch, gpu):
+    """`"auto"` takes the kernel in float32 on a machine without a GPU (where it was
+    measured), the Keras layer with one; `"fused"` always; `"reference"` never."""
+    monkeypatch.setattr(kernels, "gpu_present", lambda: gpu)
+    calls = spy_on_the_kernel(monkeypatch)
+    tokens = make_tokens(seed=11)
+    expected = encoder(tokens)  # "reference"
+    assert not calls
+    for implementation, runs in (("auto", 0 if gpu else 1), ("fused", 1)):
+        other = make_encoder(implementation=implementation)
+        other.set_weights(encoder.get_weights())
+        for x, y in zip(other(tokens), expected):
+            np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-6)
+        assert len(calls) == runs
+        calls.clear()
+
+
+def test_auto_runs_the_reference_under_bfloat16(monkeypatch):
+    monkeypatch.setattr(kernels, "gpu_present", lambda: False)
+    calls = spy_on_the_kernel(monkeypatch)
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = make_encoder(implementation="auto")
+        fused = make_encoder(implementation="fused")
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    tokens = make_tokens(seed=12)
+    assert mixed(tokens)[0].dtype == tf.bfloat16
+    assert not calls
+    with pytest.raises(ValueError, match="implementation='fused'.*float32 only.*bfloat16"):
+        fused(tokens)
+
+
+@pytest.mark.parametrize("implementation", ["Reference", "keras", None, 1])
+def test_implementation_must_be_one_of_three(implementation):
+    with pytest.raises(ValueError, match=re.escape(
+            "`implementation` must be one of ('auto', 'reference', 'fused'). Received: "
+            f"implementation={implementation!r}")):
+        Encoder(VOCAB, implementation=implementation)

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bahdanau_keras.model import ModelConfig, Translator, softmax_cross_entropy
+from bahdanau_keras import kernels
+from bahdanau_keras.kernels import bidirectional_gru, cross_entropy, decoder_loop
+from bahdanau_keras.model import ModelConfig, Translator
 from bahdanau_keras.text import END_ID, PAD_ID, START_ID
 from bahdanau_keras.train import seed_everything
 
@@ -42,9 +44,11 @@ def make_model(seed=0, **kwargs):
     return Translator(**{**SIZES, **kwargs})
 
 
-@pytest.fixture(scope="module")
-def model():
-    return make_model()
+@pytest.fixture(scope="module", params=["reference", "fused"])
+def model(request):
+    """The translator with its readable layers and loss, or with every kernel (the same
+    weights: tests/test_kernels_*.py hold each kernel to the reference)."""
+    return make_model(implementation=request.param)
 
 
 def expected_parameters(c):
@@ -137,96 +141,12 @@ def test_loss_and_count_equals_masked_cross_entropy(model, label_smoothing):
     np.testing.assert_allclose(float(loss), float(keras_loss), rtol=1e-5)
 
 
-@pytest.mark.parametrize("function", [False, True])
-@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
-def test_softmax_cross_entropy_values_and_gradients(label_smoothing, function):
-    """Against a float64 NumPy reference: `-Σ_k q_k log softmax(x)_k` with
-    `q = (1 - ε) one_hot + ε / vocab`, whose gradient is `(softmax(x) - q) dy`."""
-    rng = np.random.default_rng(20)
-    logits = 4.0 * rng.standard_normal((6, 11)).astype(np.float32)
-    logits[2] += 50.0  # large logits stay finite
-    labels = rng.integers(0, 11, size=6).astype(np.int32)
-    upstream = rng.standard_normal(6).astype(np.float32)
-
-    def run(logits, labels, upstream):
-        with tf.GradientTape() as tape:
-            tape.watch(logits)
-            nll = softmax_cross_entropy(logits, labels, label_smoothing)
-            weighted = tf.reduce_sum(nll * upstream)
-        return nll, tape.gradient(weighted, logits)
-
-    nll, gradient = (tf.function(run) if function else run)(
-        tf.constant(logits), labels, upstream)
-    x = logits.astype(np.float64)
-    log_softmax = x - x.max(-1, keepdims=True)
-    log_softmax -= np.log(np.exp(log_softmax).sum(-1, keepdims=True))
-    q = (1 - label_smoothing) * np.eye(11)[labels] + label_smoothing / 11
-    np.testing.assert_allclose(nll.numpy(), -(q * log_softmax).sum(-1), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(gradient.numpy(), (np.exp(log_softmax) - q) * upstream[:, None],
-                               rtol=1e-5, atol=1e-6)
-    # No tokens: an empty loss and gradient.
-    empty_nll, empty_gradient = run(tf.zeros([0, 11]), np.zeros([0], np.int32), np.zeros([0]))
-    assert empty_nll.shape == (0,) and empty_gradient.shape == (0, 11)
-
-
-def test_softmax_cross_entropy_rejects_bad_smoothing():
-    with pytest.raises(ValueError, match=r"label_smoothing.*Received: 1.0"):
-        softmax_cross_entropy(tf.zeros([2, 3]), [0, 1], 1.0)
-
-
-@pytest.mark.parametrize("chunks, shards", [(2, 1), (3, 1), (64, 1), (1, 2), (2, 2), (1, 5)])
-def test_loss_in_chunks_equals_the_loss_in_one_piece(model, chunks, shards):
-    # 64 chunks > the real tokens: some pieces are empty and add nothing; the same for
-    # 5 loop shards of a batch of 3 sentences.
-    source, target = make_batch(seed=4)
-    variables = model.trainable_variables
-
-    def loss_and_gradients(pieces, shards=1):
-        with tf.GradientTape() as tape:
-            loss, count = model.loss_and_count(source, target, label_smoothing=0.1,
-                                               chunks=pieces, loop_shards=shards)
-        return loss, count, tape.gradient(loss, variables)
-
-    loss, count, gradients = loss_and_gradients(1)
-    chunked_loss, chunked_count, chunked_gradients = loss_and_gradients(chunks, shards)
-    assert int(chunked_count) == int(count)
-    np.testing.assert_allclose(float(chunked_loss), float(loss), rtol=1e-5)
-    for variable, expected, got in zip(variables, gradients, chunked_gradients):
-        np.testing.assert_allclose(tf.convert_to_tensor(got).numpy(),
-                                   tf.convert_to_tensor(expected).numpy(),
-                                   rtol=1e-4, atol=1e-6, err_msg=variable.path)
-
-
-def test_loss_in_chunks_in_a_tf_function_and_without_real_tokens(model):
-    source, target = make_batch(seed=5)
-    spec = tf.TensorSpec([None, None], tf.int32)
-
-    @tf.function(input_signature=[spec, spec])
-    def chunked(s, t):
-        with tf.GradientTape() as tape:
-            loss, count = model.loss_and_count(s, t, chunks=3, loop_shards=2)
-        return loss, count, tape.gradient(loss, model.trainable_variables)
-
-    loss, count = model.loss_and_count(source, target)
-    chunked_loss, chunked_count, _ = chunked(source, target)
-    assert int(chunked_count) == int(count)
-    np.testing.assert_allclose(float(chunked_loss), float(loss), rtol=1e-5)
-    # A batch with no real target token (only START, then padding): nothing to learn.
-    empty_target = np.zeros_like(target)
-    empty_target[:, 0] = START_ID
-    empty_loss, empty_count, gradients = chunked(source, empty_target)
-    assert int(empty_count) == 0 and float(empty_loss) == 0.0
-    for gradient in gradients:
-        assert gradient is not None
-        assert not np.any(tf.convert_to_tensor(gradient).numpy())
-
-
-@pytest.mark.parametrize("chunks", [0, -1, 1.5, True])
-def test_loss_rejects_a_bad_number_of_chunks(model, chunks):
-    source, target = make_batch(seed=4)
-    with pytest.raises(ValueError, match=f"`chunks` must be a positive integer. Received: "
-                                         f"{re.escape(repr(chunks))}"):
-        model.loss_and_count(source, target, chunks=chunks)
+@pytest.mark.parametrize("label_smoothing", [1.0, -0.1])
+def test_loss_rejects_bad_label_smoothing(model, label_smoothing):
+    source, target = make_batch()
+    with pytest.raises(ValueError, match=re.escape(
+            f"`label_smoothing` must be in [0, 1). Received: {label_smoothing!r}")):
+        model.loss_and_count(source, target, label_smoothing=label_smoothing)
 
 
 def test_loss_ignores_padding(model):
@@ -261,6 +181,106 @@ def test_loss_in_a_tf_function_with_unknown_shapes(model):
     eager_loss, eager_count = model.loss_and_count(source, target, label_smoothing=0.1)
     np.testing.assert_allclose(float(loss), float(eager_loss), rtol=1e-5)
     assert int(count) == int(eager_count)
+
+
+# -- the implementation: every kernel against the reference -----------------------------------
+
+def loss_and_gradients(model, source, target, label_smoothing=0.1, function=False):
+    def run():
+        with tf.GradientTape() as tape:
+            loss, count = model.loss_and_count(source, target, label_smoothing, training=True)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        return [loss, count] + [tf.convert_to_tensor(g) for g in gradients]
+
+    return [x.numpy() for x in (tf.function(run)() if function else run())]
+
+
+@pytest.mark.parametrize("rows, loop_shards, loss_chunks", [
+    (None, 2, 2), (None, 1, 1), (None, 2, 64), (1, 2, 3)])
+@pytest.mark.parametrize("function", [False, True])
+def test_fused_loss_and_gradients_equal_the_reference(rows, loop_shards, loss_chunks,
+                                                      function):
+    """The loss, the token count and the gradient of every weight with every kernel (the
+    fused GRUs, the fused decoder loop in `loop_shards` parts, the loss in `loss_chunks`
+    pieces: more pieces than tokens leaves some empty) equal the readable model's: 3
+    sentences or 1, a source of one token among them."""
+    source, target = (x[:rows] for x in make_batch(seed=4))
+    reference = make_model(implementation="reference")
+    fused = make_model(implementation="fused", loop_shards=loop_shards,
+                       loss_chunks=loss_chunks)
+    rng = np.random.default_rng(17)  # every weight random, so that no gradient is tiny
+    weights = [0.5 * rng.standard_normal(w.shape).astype(np.float32) for w in reference.weights]
+    reference.set_weights(weights)
+    fused.set_weights(weights)
+    expected = loss_and_gradients(reference, source, target)
+    actual = loss_and_gradients(fused, source, target, function=function)
+    assert int(actual[1]) == int(expected[1]) > 0
+    names = ["loss", "count"] + [v.path for v in reference.trainable_variables]
+    for name, x, y in zip(names, actual, expected, strict=True):
+        assert np.abs(y).max() > 1e-3, name  # every gradient is far from zero
+        # 1e-5 relative to the array's largest element (float32 sums in another order)
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5 * np.abs(y).max(),
+                                   err_msg=name)
+
+
+def test_without_real_target_tokens_both_give_nothing_to_learn():
+    source, target = make_batch(seed=5)
+    empty_target = np.zeros_like(target)
+    empty_target[:, 0] = START_ID  # only START, then padding
+    for implementation in ("reference", "fused"):
+        model = make_model(seed=18, implementation=implementation)
+        for function in (False, True):
+            loss, count, *gradients = loss_and_gradients(model, source, empty_target,
+                                                         function=function)
+            assert int(count) == 0 and float(loss) == 0.0
+            assert not any(np.any(g) for g in gradients)
+
+
+def spy_on_the_kernels(monkeypatch):
+    """The names of the kernels called (each still runs)."""
+    calls = []
+
+    def spy(module, name):
+        original = getattr(module, name)
+
+        def counting(*args, **kwargs):
+            calls.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counting)
+
+    spy(bidirectional_gru, "bidirectional_gru")
+    spy(decoder_loop, "time_loop")
+    spy(cross_entropy, "summed_loss")
+    return calls
+
+
+@pytest.mark.parametrize("implementation, gpu, runs", [
+    ("auto", False, True), ("auto", True, False), ("fused", True, True),
+    ("reference", False, False)])
+def test_one_implementation_chooses_every_kernel(monkeypatch, implementation, gpu, runs):
+    monkeypatch.setattr(kernels, "gpu_present", lambda: gpu)
+    calls = spy_on_the_kernels(monkeypatch)
+    model = make_model(implementation=implementation)
+    source, target = make_batch(seed=6)
+    model.loss_and_count(source, target)
+    assert calls == (["bidirectional_gru", "time_loop", "summed_loss"] if runs else [])
+
+
+def test_under_bfloat16_auto_is_the_reference_and_fused_raises(monkeypatch):
+    monkeypatch.setattr(kernels, "gpu_present", lambda: False)
+    calls = spy_on_the_kernels(monkeypatch)
+    source, target = make_batch(seed=7)
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        auto = make_model(seed=8)
+        fused = make_model(seed=8, implementation="fused")
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    auto.loss_and_count(source, target)
+    assert calls == []
+    with pytest.raises(ValueError, match="implementation='fused'.*float32 only.*bfloat16"):
+        fused.loss_and_count(source, target)
 
 
 # -- training -----------------------------------------------------------------------------------
@@ -329,11 +349,14 @@ def test_mixed_bfloat16_loss_and_gradients_are_finite():
 
 def test_config_round_trip():
     model = make_model(seed=10, maxout=False, tie_embeddings=False, dropout=0.2,
-                       normalize_attention=True)
+                       normalize_attention=True, implementation="fused", loop_shards=3,
+                       loss_chunks=1)
     config = model.get_config()
     assert {k: config[k] for k in SIZES} == SIZES
     assert config["maxout"] is False and config["tie_embeddings"] is False
     assert config["normalize_attention"] is True and config["dropout"] == 0.2
+    assert (config["implementation"], config["loop_shards"], config["loss_chunks"]) == (
+        "fused", 3, 1)
     clone = Translator.from_config(config)
     assert clone.get_config() == config
     assert clone.config == model.config
@@ -349,6 +372,30 @@ def test_model_config_round_trips_through_asdict():
     config = ModelConfig(**SIZES, maxout=False, dropout=0.3)
     assert ModelConfig(**dataclasses.asdict(config)) == config
     assert Translator.from_model_config(config).config == config
+
+
+def test_from_model_config_passes_the_other_options_on():
+    config = ModelConfig(**SIZES)
+    model = Translator.from_model_config(config, implementation="reference", loop_shards=1,
+                                         loss_chunks=3, name="speed")
+    assert model.config == config and model.name == "speed"
+    assert (model.implementation, model.loop_shards, model.loss_chunks) == ("reference", 1, 3)
+    assert model.encoder.implementation == model.decoder.implementation == "reference"
+    assert model.decoder.loop_shards == 1
+    defaults = Translator.from_model_config(config)
+    assert (defaults.implementation, defaults.loop_shards, defaults.loss_chunks) == (
+        "auto", 2, 2)
+    # The speed options are not the model's shape: ModelConfig has none of them.
+    assert not {"implementation", "loop_shards", "loss_chunks"} & {
+        field.name for field in dataclasses.fields(ModelConfig)}
+
+
+@pytest.mark.parametrize("field, value", [
+    ("implementation", "cuda"), ("implementation", None), ("loop_shards", 0),
+    ("loop_shards", 2.0), ("loss_chunks", -1), ("loss_chunks", True)])
+def test_speed_options_reject_bad_values(field, value):
+    with pytest.raises(ValueError, match=re.escape(f"Received: {field}={value!r}")):
+        Translator(**SIZES, **{field: value})
 
 
 def test_keras_file_round_trip(tmp_path):

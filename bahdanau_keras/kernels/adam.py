@@ -1,4 +1,4 @@
-"""Keras' Adam, with its update as one fused TensorFlow kernel per variable.
+"""Keras' Adam, with its update as one fused TensorFlow kernel per variable (`train` uses it).
 
 Keras 3's `Adam.update_step` writes the update as about ten separate element-wise operations
 (each a pass over a tensor the size of the variable); TensorFlow's `ResourceApplyAdam` kernel

@@ -1,7 +1,7 @@
-"""Pieces shared by the hand-written backward loops of `Encoder.gru_loop` and
-`Decoder._fused_loop`: the gradients of `tanh` and `σ` from their outputs, the kernels'
-gradients summed over every step in one product, and the TensorArrays the loops keep their
-step values in.
+"""Pieces shared by the hand-written backward loops of `kernels.bidirectional_gru` and
+`kernels.decoder_loop`: the gradients of `tanh` and `σ` from their outputs, the kernels'
+gradients summed over every step in one product, the parts of a batch, and the TensorArrays
+the loops keep their step values in.
 """
 
 import tensorflow as tf

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bahdanau_keras.backprop import part_sizes, sigmoid_grad, step_array, summed_product, tanh_grad
+from bahdanau_keras.kernels.backprop import (
+    part_sizes,
+    sigmoid_grad,
+    step_array,
+    summed_product,
+    tanh_grad,
+)
 
 
 def test_tanh_and_sigmoid_gradients_from_their_outputs():

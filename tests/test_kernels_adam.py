@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bahdanau_keras.optimizer import Adam
+from bahdanau_keras.kernels.adam import Adam
 
 
 def _variables(seed=0):
