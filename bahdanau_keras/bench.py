@@ -196,6 +196,17 @@ def matmul_rate_in_fresh_process(size):
     return float(process.stdout.strip().splitlines()[-1])
 
 
+def kernels_in_use(translator):
+    """Which of `bahdanau_keras.kernels` the translator's training step runs, in words."""
+    from bahdanau_keras.kernels import bidirectional_gru, cross_entropy, decoder_loop, use_kernel
+
+    chosen = [module.__name__.rsplit(".", 1)[-1] for module, layer in (
+        (bidirectional_gru, translator.encoder), (decoder_loop, translator.decoder),
+        (cross_entropy, translator))
+        if use_kernel(translator.implementation, module.unsupported(layer), layer.name)]
+    return "kernels: " + (", ".join(chosen) if chosen else "none, the reference")
+
+
 def bench_train(args, out=print):
     """Time the project's training step on the `.npz`; returns a dict of the figures."""
     import keras
@@ -204,7 +215,6 @@ def bench_train(args, out=print):
     threads = configure_threads(args, training=True)
 
     from bahdanau_keras import data, train
-    from bahdanau_keras.model import Translator
 
     source_ids, target_ids = read_ids(args.ids)
     config = model_config_for(source_ids, target_ids, args.units, args.embedding_dim,
@@ -212,19 +222,20 @@ def bench_train(args, out=print):
     train_config = train.TrainConfig(
         batch_size=args.batch_size, label_smoothing=args.label_smoothing, seed=args.seed,
         mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
-        loss_chunks=args.loss_chunks, loop_shards=args.loop_shards)
+        implementation=args.implementation, loss_chunks=args.loss_chunks,
+        loop_shards=args.loop_shards)
     keras.utils.set_random_seed(args.seed)
     if args.mixed_precision:
         keras.mixed_precision.set_dtype_policy(
             "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16")
     strategy = make_strategy(args.strategy)
     with strategy.scope():
-        translator = Translator.from_model_config(config)
+        # The translator `bahdanau-keras train` builds (its implementation and speed options).
+        translator = train.build_translator(config, train_config, strategy)
         optimizer = train.make_optimizer(train_config)
         optimizer.build(translator.trainable_variables)
     step = train.make_train_step(translator, optimizer, train_config.label_smoothing,
-                                 strategy, train_config.jit_compile, train_config.loss_chunks,
-                                 train_config.loop_shards)
+                                 strategy, train_config.jit_compile)
     source, target = data.load_ids(args.ids)
     batches = data.batches(source, target, args.batch_size, seed=args.seed, epochs=1 << 30)
     out(f"ids {args.ids}: {len(source_ids)} pairs, src {source_ids.shape}, "
@@ -233,8 +244,9 @@ def bench_train(args, out=print):
         f"{config.attention_units}), embedding {config.embedding_dim}, "
         f"{translator.count_params():,} parameters; batch {args.batch_size}; "
         f"strategy {args.strategy} ({strategy.num_replicas_in_sync} replicas); "
-        f"mixed precision {args.mixed_precision}; jit {args.jit_compile}; loss chunks "
-        f"{args.loss_chunks}; loop shards {args.loop_shards}; {threads}")
+        f"mixed precision {args.mixed_precision}; jit {args.jit_compile}; implementation "
+        f"{args.implementation} ({kernels_in_use(translator)}); loss chunks "
+        f"{translator.loss_chunks}; loop shards {translator.loop_shards}; {threads}")
 
     tokens = sentences = 0
     model_flops = executed_flops = loss_total = 0.0
@@ -501,6 +513,9 @@ def build_parser():
     train.add_argument("--ids", required=True, help="token-id .npz from make_ids.py")
     sizes(train, steps=True)
     train.add_argument("--dropout", type=float, default=0.0)
+    train.add_argument("--implementation", choices=["auto", "reference", "fused"],
+                       default="auto", help="as `bahdanau-keras train --implementation`: the "
+                       "readable layers or the kernels (auto: each kernel where it applies)")
     train.add_argument("--loss-chunks", type=positive_int, default=2,
                        help="as `bahdanau-keras train --loss-chunks`")
     train.add_argument("--loop-shards", type=positive_int, default=2,
