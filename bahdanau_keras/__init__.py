@@ -45,6 +45,8 @@ _PUBLIC = {
     "Translation": "translate",
     "plot_attention": "plot",
     "export_model": "export",
+    "LiteTranslator": "litert",
+    "export_litert": "litert_export",
     "evaluate_model": "evaluate",
     "train_model": "train",
 }
