@@ -24,6 +24,8 @@
 # layer that turns each state into a distribution over the target vocabulary. This
 # notebook counts the parameters of the shipped model's sizes and follows one small
 # batch through every piece, printing shapes.
+#
+# It runs in about 30 seconds on a 2-core CPU, set-up aside; a GPU runtime is not needed.
 
 # %%
 # Set-up, the same in every notebook. In Colab: clone the repository once (it brings the shipped
@@ -156,6 +158,9 @@ print(f"attention {attention:>12,} = units·query_dim + units·value_dim + units
 # For the walk-through, a small model with distinct sizes, so that every axis can be
 # told apart in the shapes: embeddings 24, encoder 2 × 32 = 64, decoder 48, attention
 # 40. Its vocabularies are learned from the package's sample corpus.
+# `implementation="reference"` makes it run exactly the code this notebook shows; the
+# default, `"auto"`, trains with a faster version of the same equations that the tests
+# hold equal to it.
 
 # %%
 import tensorflow as tf
@@ -169,7 +174,7 @@ target_tokenizer = text.SubwordTokenizer(text.train_sentencepiece(
     text.normalize_python([t for _, t in pairs]), vocab_size=500))
 translator = Translator(source_tokenizer.vocab_size, target_tokenizer.vocab_size,
                         embedding_dim=24, encoder_units=32, decoder_units=48,
-                        attention_units=40)
+                        attention_units=40, implementation="reference")
 print(f"vocabularies {source_tokenizer.vocab_size} and {target_tokenizer.vocab_size}, "
       f"{translator.count_params():,} parameters")
 
@@ -218,17 +223,18 @@ print(source_mask.numpy())
 # 3. scores the vocabulary from $s_i$, $E y_{i-1}$ and $c_i$ (the deep output with
 #    maxout, Appendix A.2.2).
 #
-# `Decoder.cell` is steps 1 and 2. Its body, `Decoder._cell`, with each equation
-# beside its line (it also returns $r_i \circ s_{i-1}$, which the training loop's
-# gradient reads; `kernels` are $C$, $[U_z; U_r]$, $U$ and $W_a$, split once before
-# the loop):
+# `Decoder.cell` is steps 1 and 2, each equation beside the line that computes it. Two of
+# its inputs do not depend on the state, so they are computed once before the loop, for
+# every step: `projected_input`, the input word's share of the gates and the candidate,
+# $[W_z; W_r; W] E y_{i-1}$ (`Decoder.project_inputs`), and the attention's `keys`,
+# $U_a h_j$. `kernels` holds $C$, $[U_z; U_r]$ and $U$:
 
 # %%
 import inspect
 
 from bahdanau_keras import Decoder
 
-print(inspect.getsource(Decoder._cell))
+print(inspect.getsource(Decoder.cell))
 
 # %% [markdown]
 # Running the loop by hand, one step at a time, as a search does it. The keys
@@ -254,10 +260,9 @@ print("keys", keys.shape, "  steps:", len(step_logits))
 # %% [markdown]
 # ## One forward pass
 #
-# `Translator((source, target_in))` runs the same loop inside the graph (one
-# `tf.while_loop` over the target), for the whole batch, and returns the
-# logits of every step and the attention weights. The results match the step-by-step
-# loop:
+# `Translator((source, target_in))` runs the same loop inside the graph, `Decoder.cell`
+# at every target step (`Decoder.time_loop`), for the whole batch, and returns the logits
+# of every step and the attention weights. The results match the step-by-step loop:
 
 # %%
 logits, attention_weights = translator((source, target_in))
