@@ -61,71 +61,126 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Completes an option's help with its default when the help is shown: the defaults of
+    `ModelConfig` are only known once TensorFlow is imported (`bahdanau_keras.model`), which
+    parsing options must not do."""
+
+    def _get_help_string(self, action):
+        describe = getattr(action, "describe_default", None)
+        return f"{action.help} ({describe()})" if describe else action.help
+
+
+# The options of the model's shape: each sets these `ModelConfig` fields, whose defaults (and
+# checks) are `ModelConfig`'s. All are fixed on --resume.
+MODEL_OPTIONS = {
+    "units": dict(
+        type=positive_int, field="decoder_units",
+        fields=lambda units: {"decoder_units": units, "attention_units": units,
+                              "encoder_units": max(units // 2, 1)},
+        help="decoder state size (the attention's too; the encoder's GRUs have half each)"),
+    "embedding_dim": dict(
+        type=positive_int, field="embedding_dim", fields=lambda size: {"embedding_dim": size},
+        help="source and target embedding size"),
+    "dropout": dict(
+        type=fraction, field="dropout", fields=lambda rate: {"dropout": rate},
+        help="dropout rate of the embeddings, annotations and readout in training"),
+}
+
+
+def option_name(name):
+    return "--" + name.replace("_", "-")
+
+
+def config_type(field):
+    """The argparse `type` of a `TrainConfig` field: the text read as the field's type, and
+    held to the field's check."""
+    check = field.metadata["check"]
+
+    def parse(text):
+        try:
+            value = field.type(text)
+        except ValueError:
+            value = None
+        if value is None or not check.accepts(value):
+            raise argparse.ArgumentTypeError(f"expected {check.expected}, received {text!r}")
+        return value
+
+    return parse
+
+
+def add_config_options(parser):
+    """An option for each `TrainConfig` field and each of `MODEL_OPTIONS`, grouped by their
+    rule on --resume. Their argparse default is None (not given); the help shows the real
+    default, the dataclass field's."""
+    import dataclasses
+
+    from bahdanau_keras import config
+
+    fixed = parser.add_argument_group(
+        "fixed when the model is created", "--resume keeps the model's; another value is an "
+        "error")
+    changeable = parser.add_argument_group(
+        "may change on --resume", "not given, --resume keeps the model's (but --max-steps and "
+        "--time-limit limit one run)")
+    for name, model_option in MODEL_OPTIONS.items():
+        action = fixed.add_argument(option_name(name), type=model_option["type"],
+                                    default=None, help=model_option["help"])
+        action.describe_default = lambda field=model_option["field"]: _model_default(field)
+    for field in dataclasses.fields(config.TrainConfig):
+        group = fixed if field.metadata["rule"] == config.FIXED else changeable
+        kwargs = dict(default=None, help=field.metadata["help"])
+        if field.type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif field.name == "implementation":
+            kwargs["choices"] = config.IMPLEMENTATIONS
+        else:
+            kwargs["type"] = config_type(field)
+        action = group.add_argument(option_name(field.name), **kwargs)
+        sample = config.SAMPLE_CORPUS_TRAINING.get(field.name)
+        action.describe_default = lambda default=field.default, sample=sample: (
+            _default_text(default, sample))
+
+
+def _default_text(default, sample=None):
+    if isinstance(default, bool):
+        default = "on" if default else "off"
+    return f"default: {default}" + ("" if sample is None else f"; {sample} on the sample corpus")
+
+
+def _model_default(field):
+    import dataclasses
+
+    from bahdanau_keras import config
+    from bahdanau_keras.model import ModelConfig
+
+    default = {f.name: f.default for f in dataclasses.fields(ModelConfig)}[field]
+    return _default_text(default, config.SAMPLE_CORPUS_MODEL.get(field))
+
+
 def build_parser():
     parser = Parser(prog="bahdanau-keras",
                     description="Bahdanau-attention neural machine translation (Keras 3).")
     commands = parser.add_subparsers(dest="command", parser_class=Parser, required=True)
 
-    train = commands.add_parser("train", help="train a translator on an Anki/Tatoeba corpus")
+    train = commands.add_parser(
+        "train", help="train a translator on an Anki/Tatoeba corpus",
+        formatter_class=HelpFormatter,
+        description="Options not given take their defaults from TrainConfig and ModelConfig; "
+                    "on --resume, the model's own.")
     train.add_argument("--data", default=None,
                        help="corpus .txt, .zip (or ZIP:MEMBER) or URL (default: the built-in "
-                            "sample corpus)")
+                            "sample corpus; with --resume, the model's)")
     train.add_argument("--model-dir", required=True, help="where the model is written")
     train.add_argument("--resume", action="store_true",
                        help="continue the model in --model-dir from its last checkpoint")
-    train.add_argument("--source-column", type=int, default=None,
-                       help="corpus column of the source language (default 1, English; "
-                            "with --resume, the model's)")
-    train.add_argument("--target-column", type=int, default=None,
-                       help="corpus column of the target language (default 2; with --resume, "
-                            "the model's)")
     train.add_argument("--skip-bad-lines", action="store_true",
                        help="skip malformed corpus lines (counted) instead of stopping")
-    train.add_argument("--epochs", type=positive_int, default=None,
-                       help="passes over the training split (default 30 on the sample corpus, "
-                            "10 otherwise; with --resume, the model's)")
-    train.add_argument("--batch-size", type=positive_int, default=64)
-    train.add_argument("--units", type=positive_int, default=None,
-                       help="decoder state size (encoder: half per direction; attention: same)")
-    train.add_argument("--embedding-dim", type=positive_int, default=None)
-    train.add_argument("--vocab-size", type=positive_int, default=None,
-                       help="SentencePiece vocabulary size of each language")
-    train.add_argument("--dropout", type=fraction, default=None)
-    train.add_argument("--learning-rate", type=non_negative_float, default=None,
-                       help="Adam's learning rate (default 1e-3; on --resume, the model's own "
-                            "unless given: a lower one fine-tunes)")
-    train.add_argument("--label-smoothing", type=fraction, default=0.0)
-    train.add_argument("--patience", type=non_negative_int, default=None,
-                       help="epochs without a better dev loss before stopping; 0: never "
-                            "(default 3; with --resume, the model's)")
-    train.add_argument("--max-steps", type=non_negative_int, default=0)
-    train.add_argument("--time-limit", type=non_negative_float, default=0.0,
-                       help="stop after this many minutes (a checkpoint is kept)")
-    train.add_argument("--checkpoint-every", type=positive_int, default=None,
-                       help="steps between checkpoints (default 500; with --resume, the "
-                            "model's)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--mixed-precision", action="store_true",
-                       help="float16 on GPU, bfloat16 elsewhere")
-    train.add_argument("--jit-compile", action="store_true", help="XLA-compile the step")
     train.add_argument("--strategy", choices=["default", "mirrored"], default="default",
                        help="mirrored: tf.distribute.MirroredStrategy, one replica per visible "
                             "GPU (docs/benchmarks.md)")
-    train.add_argument("--loss-chunks", type=positive_int, default=2,
-                       help="independent pieces of the output layer and loss, which run on "
-                            "several cores at once (the same loss; 1 with --jit-compile)")
-    train.add_argument("--loop-shards", type=positive_int, default=2,
-                       help="independent parts of the batch in the decoder's step loop, which "
-                            "run on several cores at once (the same loss; 1 with "
-                            "--jit-compile; 1 suits a GPU)")
-    train.add_argument("--intra-op-threads", type=non_negative_int, default=0,
-                       help="threads of each TensorFlow op (both 0: half the cores without a "
-                            "GPU unless TF_NUM_INTRAOP_THREADS is set, else TensorFlow's "
-                            "default; one given: the other as without a GPU)")
-    train.add_argument("--inter-op-threads", type=non_negative_int, default=0,
-                       help="TensorFlow ops run at once (both 0: 2 without a GPU unless "
-                            "TF_NUM_INTEROP_THREADS is set, else TensorFlow's default)")
-    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--quiet", action="store_true", help="no progress bar, log lines or examples")
+    add_config_options(train)
 
     translate = commands.add_parser("translate", help="translate sentences")
     translate.add_argument("sentences", nargs="*",
@@ -175,74 +230,58 @@ def build_parser():
     return parser
 
 
-def _trained_on_path(saved, model_dir):
-    """The corpus a model directory names in its configuration, to resume on; None for the
-    built-in sample corpus."""
-    from bahdanau_keras import data
+def given_options(args):
+    """`(train_changes, model_changes)`: the `TrainConfig` and `ModelConfig` fields that the
+    options given on the command line set (those not given are None in `args`)."""
+    import dataclasses
 
-    if data.is_url(saved):
-        return saved
-    if os.path.basename(saved) == os.path.basename(data.SAMPLE_CORPUS):
-        return None  # wherever the package is installed now
-    # Older versions wrote the zip member too ("fra-eng.zip:fra.txt"), which reads that member.
-    if os.path.exists(saved) or data.zip_member(saved):
-        return saved
-    raise UsageError(f"bahdanau-keras train: {model_dir} was trained on {saved}, which is not "
-                     "there: give the corpus with --data")
+    from bahdanau_keras.config import TrainConfig
+
+    train_changes = {field.name: getattr(args, field.name)
+                     for field in dataclasses.fields(TrainConfig)
+                     if getattr(args, field.name) is not None}
+    model_changes = {}
+    for name, model_option in MODEL_OPTIONS.items():
+        if getattr(args, name) is not None:
+            model_changes.update(model_option["fields"](getattr(args, name)))
+    return train_changes, model_changes
+
+
+def resume_conflict(error, args):
+    """The usage error of a `config.ResumeConflict`, naming the option and both values."""
+    for name, model_option in MODEL_OPTIONS.items():
+        given = getattr(args, name)
+        if given is not None and error.name in model_option["fields"](given):
+            return UsageError(
+                f"bahdanau-keras train: {option_name(name)} {given} differs from the model's "
+                f"{error.saved} ({error.name}); it cannot change on --resume")
+    return UsageError(f"bahdanau-keras train: {option_name(error.name)} {error.given} differs "
+                      f"from the model's {error.saved}; it cannot change on --resume")
 
 
 def command_train(args):
-    from bahdanau_keras import data, train
+    from bahdanau_keras import config, data, train
 
-    train.configure_threads(args.intra_op_threads, args.inter_op_threads)  # before any op
-    data_path, source_column, target_column = args.data, args.source_column, args.target_column
-    saved = None  # the training options of the model to resume
-    if not args.resume and os.path.exists(os.path.join(args.model_dir, train.CONFIG_FILE)):
-        # Said before reading a corpus that may be large; `train` checks it again.
-        raise train.TrainingError(
-            f"{args.model_dir}: already holds a model; use --resume to continue it, "
-            "or choose another --model-dir")
-    if args.resume and os.path.isdir(args.model_dir):
-        # Resume on the model's own corpus and columns unless told otherwise.
+    model_dir = train.ModelDir(args.model_dir)
+    train_changes, model_changes = given_options(args)
+    data_path = args.data
+    if args.resume:
         try:
-            _, saved, trained_on = train.read_config(args.model_dir)
-        except train.TrainingError:
-            saved, trained_on = None, {}  # `train` reports what is wrong with the directory
-        if data_path is None and trained_on.get("path"):
-            data_path = _trained_on_path(trained_on["path"], args.model_dir)
-        if source_column is None:
-            source_column = trained_on.get("source_column")
-        if target_column is None:
-            target_column = trained_on.get("target_column")
-    source_column = 1 if source_column is None else source_column
-    target_column = 2 if target_column is None else target_column
-    corpus = data.read_corpus(data_path or data.SAMPLE_CORPUS, source_column,
-                              target_column, skip_bad_lines=args.skip_bad_lines)
-    sample = data_path is None
-    # The sample corpus trains a small model; a real corpus the sizes of the shipped model.
-    units = args.units or (128 if sample else 512)
-    model = dict(
-        embedding_dim=args.embedding_dim or (64 if sample else 256),
-        encoder_units=max(units // 2, 1), decoder_units=units, attention_units=units)
-    if args.dropout is not None:
-        model["dropout"] = args.dropout
-    # On --resume, what is not given stays as the model had it (a run's own limits, --max-steps
-    # and --time-limit, excepted).
-    epochs = args.epochs or (saved.epochs if saved else (30 if sample else 10))
-    patience = args.patience if args.patience is not None else (saved.patience if saved else 3)
-    checkpoint_every = args.checkpoint_every or (saved.checkpoint_every if saved else 500)
-    train_config = train.TrainConfig(
-        epochs=epochs, batch_size=args.batch_size,
-        learning_rate=(args.learning_rate if args.learning_rate is not None
-                       else saved.learning_rate if saved else 1e-3),
-        label_smoothing=args.label_smoothing,
-        patience=patience, seed=args.seed,
-        vocab_size=args.vocab_size or (1000 if sample else 8000),
-        checkpoint_every=checkpoint_every, max_steps=args.max_steps,
-        time_limit=args.time_limit, mixed_precision=args.mixed_precision,
-        jit_compile=args.jit_compile, loss_chunks=args.loss_chunks,
-        loop_shards=args.loop_shards, source_column=source_column,
-        target_column=target_column)
+            _, train_config, trained_on = train.resume_configs(
+                model_dir, train_changes, model_changes)
+        except config.ResumeConflict as error:
+            raise resume_conflict(error, args) from None
+        data_path = data_path or train.trained_on(trained_on, model_dir)
+    else:
+        model_dir.check_new()  # said before reading a corpus that may be large
+        if data_path is None:  # the sample corpus trains a small model
+            train_changes = {**config.SAMPLE_CORPUS_TRAINING, **train_changes}
+            model_changes = {**config.SAMPLE_CORPUS_MODEL, **model_changes}
+        train_config = config.TrainConfig(**train_changes)
+    train.configure_threads(train_config.intra_op_threads,
+                            train_config.inter_op_threads)  # before any op
+    corpus = data.read_corpus(data_path or data.SAMPLE_CORPUS, train_config.source_column,
+                              train_config.target_column, skip_bad_lines=args.skip_bad_lines)
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     print(f"Training on {corpus.path}: {len(corpus.pairs):,} pairs", flush=True)
     strategy = None
@@ -250,9 +289,9 @@ def command_train(args):
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy()
-    train.train(args.model_dir, corpus, model, train_config, resume=args.resume,
+    train.train(args.model_dir, corpus, model_changes, train_config, resume=args.resume,
                 strategy=strategy, verbose=verbose)
-    if sample and not args.quiet:
+    if data_path is None and not args.quiet:
         from bahdanau_keras.translate import Translation
 
         examples = ["John loves Mary.", "I see the red car.", "Do you have a cat?"]
@@ -289,7 +328,8 @@ def command_translate(args):
 
 def command_evaluate(args):
     from bahdanau_keras import data, evaluate
-    from bahdanau_keras.train import TrainConfig, TrainingError, read_config
+    from bahdanau_keras.config import TrainConfig
+    from bahdanau_keras.model_dir import CONFIG_FILE, ModelDir, TrainingError
     from bahdanau_keras.translate import Translation
 
     model_dir = args.model_dir or DEFAULT_MODEL
@@ -298,11 +338,11 @@ def command_evaluate(args):
         sources, references = data.group_references(corpus.pairs)
     else:
         config_dir = model_dir
-        if not os.path.exists(os.path.join(model_dir, "config.json")):
+        if not os.path.exists(os.path.join(model_dir, CONFIG_FILE)):
             # An exported model carries the training configuration in its assets.
             config_dir = os.path.join(model_dir, "assets")
         try:
-            _, train_config, data_info = read_config(config_dir)
+            _, train_config, data_info = ModelDir(config_dir).read_config()
         except TrainingError:
             train_config, data_info = TrainConfig(), {}
         corpus_path = args.data or data_info.get("path")
@@ -386,7 +426,7 @@ def main(argv=None):
         return 130
     except Exception as error:  # noqa: BLE001 - known user-facing errors become one line
         from bahdanau_keras.data import CorpusError
-        from bahdanau_keras.train import TrainingError
+        from bahdanau_keras.model_dir import TrainingError
 
         if isinstance(error, (CorpusError, TrainingError, ValueError, OSError)):
             print(f"bahdanau-keras: error: {error}", file=sys.stderr)

@@ -1,19 +1,16 @@
-"""Teacher-forcing training: a short `tf.function` step, and plain Python around it.
+"""Teacher-forcing training: a short step function, and a small `Trainer` around it.
 
-A model directory holds everything a trained model needs:
-
-    config.json        model sizes, training options and the data it was trained on
-    source.model       source SentencePiece model
-    target.model       target SentencePiece model
-    checkpoints/       latest checkpoints: weights, optimizer, step, data iterator (--resume)
-    best/              the weights with the lowest dev loss so far
-    history.json       one record an epoch: losses, tokens/s, time
-    logs/              TensorBoard scalars
+`train_step` is one update as the tutorial writes it (tape, masked loss, gradients, Adam);
+`make_train_step` compiles it (`compile_step`, optionally with XLA) or runs it on the replicas
+of a `tf.distribute.Strategy` (`distribute_step`), and `make_optimizer` adds loss scaling where
+float16 needs it. The `Trainer` runs epochs of it in plain Python: it restores the latest
+checkpoint once, evaluates the dev loss, keeps the best weights, checkpoints and stops; the
+files are `bahdanau_keras.model_dir`'s. `train` (`bahdanau_keras.train_model`) does it all for
+a corpus and a model directory.
 """
 
 import dataclasses
 import hashlib
-import json
 import logging
 import math
 import os
@@ -23,199 +20,34 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bahdanau_keras import config as config_lib
 from bahdanau_keras import data as data_lib
+from bahdanau_keras.config import TrainConfig
+from bahdanau_keras.kernels.adam import Adam
 from bahdanau_keras.model import ModelConfig, Translator
+from bahdanau_keras.model_dir import CONFIG_FILE, ModelDir, TrainedModel, TrainingError
 from bahdanau_keras.text import SubwordTokenizer, normalize_python, train_sentencepiece
+
+# Besides this module's own names: those of the model directory that callers import from here.
+__all__ = ["CONFIG_FILE", "ModelDir", "Progress", "TrainConfig", "TrainedModel", "Trainer",
+           "TrainingError", "build_translator", "compile_step", "configure_threads", "create",
+           "default_threads", "dev_loss", "distribute_step", "load_trained", "make_eval_step",
+           "make_optimizer", "make_train_step", "mixed_precision_policy", "read_config",
+           "resume_configs", "seed_everything", "train", "train_step", "trained_on"]
 
 logger = logging.getLogger("bahdanau_keras")
 
-CONFIG_FILE, SOURCE_VOCAB, TARGET_VOCAB = "config.json", "source.model", "target.model"
-# What reading a damaged checkpoint raises (a truncated file gives an IndexError, "Read less
-# bytes than requested"; a missing part an OpError; a mismatch an AssertionError).
-CHECKPOINT_ERRORS = (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot start or go on (the message says why and what to do)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Options of a training run; the command line fills it, `config.json` stores it."""
-
-    epochs: int = 10  # passes over the training split
-    batch_size: int = 64  # sentences per batch (sentences of similar length batch together)
-    learning_rate: float = 1e-3  # Adam
-    clipnorm: float = 1.0  # gradient-norm clipping
-    label_smoothing: float = 0.0  # ε of label-smoothed cross-entropy
-    patience: int = 3  # epochs without a better dev loss before stopping; 0 never stops
-    seed: int = 0  # weights, data order and dropout; two runs with one seed are identical
-    vocab_size: int = 8000  # upper bound of each SentencePiece vocabulary
-    max_length: int = 64  # training pairs with a longer side (in subwords) are left out
-    checkpoint_every: int = 500  # steps between checkpoints (and at every epoch end)
-    max_steps: int = 0  # stop after this many steps in all; 0 means no limit
-    time_limit: float = 0.0  # stop after this many minutes of this run; 0 means no limit
-    mixed_precision: bool = False  # float16 on GPU, bfloat16 elsewhere
-    jit_compile: bool = False  # XLA-compile the training step
-    loss_chunks: int = 2  # independent pieces of the output layer and loss (see loss_and_count)
-    loop_shards: int = 2  # independent parts of the batch in the decoder loop (time_loop)
-    source_column: int = 1  # corpus column of the source (1 is English in Anki files)
-    target_column: int = 2  # corpus column of the target
-    dev_fraction: float = 0.01  # share of source sentences held out for the dev loss
-    test_fraction: float = 0.02  # share held out for evaluation, never trained on
-
-    def __post_init__(self):
-        positive = ("epochs", "batch_size", "vocab_size", "max_length", "checkpoint_every",
-                    "loss_chunks", "loop_shards")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
-        for name in ("patience", "max_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"`{name}` must be >= 0. Received: {getattr(self, name)!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be > 0. Received: {self.learning_rate!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(
-                f"`label_smoothing` must be in [0, 1). Received: {self.label_smoothing!r}")
-        if self.time_limit < 0:
-            raise ValueError(f"`time_limit` must be >= 0. Received: {self.time_limit!r}")
-        if not (0 <= self.dev_fraction < 1 and 0 <= self.test_fraction < 1
-                and self.dev_fraction + self.test_fraction < 1):
-            raise ValueError(
-                "`dev_fraction` and `test_fraction` must be in [0, 1) and sum to less than 1. "
-                f"Received: {self.dev_fraction!r}, {self.test_fraction!r}")
-
-
-# -- the model directory ------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class TrainedModel:
-    """A translator with its tokenizers and configuration, as read from a model directory."""
-
-    translator: Translator
-    source_tokenizer: SubwordTokenizer
-    target_tokenizer: SubwordTokenizer
-    model_config: ModelConfig
-    train_config: TrainConfig
-    data: dict  # {"path", "source_column", "target_column", ...}
-
-
-def read_config(model_dir):
-    path = os.path.join(model_dir, CONFIG_FILE)
-    if not os.path.isdir(model_dir):
-        raise TrainingError(f"{model_dir}: no such model directory")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-        return (ModelConfig(**config["model"]), TrainConfig(**config["train"]),
-                config.get("data", {}))
-    except FileNotFoundError:
-        raise TrainingError(f"{model_dir}: not a model directory (no {CONFIG_FILE})") from None
-    except (ValueError, KeyError, TypeError) as error:
-        raise TrainingError(f"{path}: corrupt model configuration ({error})") from None
-
-
-def write_config(model_dir, model_config, train_config, data):
-    config = {"model": dataclasses.asdict(model_config),
-              "train": dataclasses.asdict(train_config), "data": data}
-    _write_json(os.path.join(model_dir, CONFIG_FILE), config)
-
-
-def _write_json(path, value):
-    """Write JSON atomically: a kill never leaves half a file."""
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=2, ensure_ascii=False)
-    os.replace(partial, path)
-
-
-def _load_tokenizers(model_dir):
-    try:
-        return (SubwordTokenizer.load(os.path.join(model_dir, SOURCE_VOCAB)),
-                SubwordTokenizer.load(os.path.join(model_dir, TARGET_VOCAB)))
-    except (tf.errors.OpError, ValueError, RuntimeError, OSError) as error:
-        raise TrainingError(
-            f"{model_dir}: cannot read the vocabularies ({_first_line(error)})") from None
-
-
-def _latest_checkpoint(directory):
-    """`tf.train.latest_checkpoint`; when the `checkpoint` list is missing or unreadable (TF
-    then ignores the directory), the checkpoint with the highest number that is there."""
-    try:
-        path = tf.train.latest_checkpoint(directory)
-    except Exception:  # noqa: BLE001 - a text-format parse error, an OpError...
-        path = None
-    if path is None and os.path.isdir(directory):
-        numbers = [int(name[len("ckpt-"):-len(".index")]) for name in os.listdir(directory)
-                   if name.startswith("ckpt-") and name.endswith(".index")
-                   and name[len("ckpt-"):-len(".index")].isdigit()]
-        if numbers:
-            path = os.path.join(directory, f"ckpt-{max(numbers)}")
-            logger.warning("%s: the checkpoint list is missing or unreadable; using %s",
-                           directory, path)
-    return path
-
-
-def _first_line(error):
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _pairs_digest(pairs):
-    """A fingerprint of a corpus' pairs, to tell on --resume that it is the same corpus."""
-    digest = hashlib.sha1()
-    for source, target in pairs:
-        digest.update(f"{source}\t{target}\n".encode("utf-8"))
-    return digest.hexdigest()
-
-
-def load_trained(model_dir, which="best"):
-    """Read a model directory: the weights of `best/` (or `checkpoints/` if there is none, or
-    with `which="latest"`), the tokenizers and the configuration. Whatever is unreadable
-    raises a `TrainingError` naming the file."""
-    model_config, train_config, data = read_config(model_dir)
-    source_tokenizer, target_tokenizer = _load_tokenizers(model_dir)
-    translator = Translator.from_model_config(model_config)  # read_config validated it
-    directories = ["best", "checkpoints"] if which == "best" else ["checkpoints"]
-    for name in directories:
-        path = _latest_checkpoint(os.path.join(model_dir, name))
-        if path:
-            try:
-                # Every weight must be found: a checkpoint of something else is not a model.
-                tf.train.Checkpoint(model=translator).restore(
-                    path).assert_existing_objects_matched().expect_partial()
-            except CHECKPOINT_ERRORS as error:
-                raise TrainingError(
-                    f"{path}: corrupt checkpoint ({_first_line(error)})") from None
-            break
-    else:
-        raise TrainingError(f"{model_dir}: holds no trained weights (no checkpoint)")
-    return TrainedModel(translator, source_tokenizer, target_tokenizer, model_config,
-                        train_config, data)
+ENDLESS = 1 << 62  # epochs of the training data pipeline: the Trainer decides when to stop
+DEV_BATCH_SIZE = 64
 
 
 def seed_everything(seed):
-    """Seed Keras (weights, dropout), Python and NumPy.
+    """Seed Python, NumPy, TensorFlow and Keras: `keras.utils.set_random_seed(seed)`.
 
-    Unlike `keras.utils.set_random_seed` this leaves TensorFlow's global seed alone: setting it
-    clears TensorFlow's kernel caches, which destroys the SentencePiece op's resource of every
-    tokenizer that already exists (a notebook that opened a model and then trains would lose
-    it). Nothing here draws from TensorFlow's global seed: the data order and sampling use
-    stateless ops with explicit seeds.
+    (Setting TensorFlow's seed drops its cached eager kernels; the SentencePiece tokenizers
+    survive it, see `text.SubwordTokenizer`.)
     """
-    import random
-
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
-
-    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
-    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
-    random.seed(seed)
-    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
 
 
 # -- threads ---------------------------------------------------------------------------------
@@ -273,66 +105,46 @@ def configure_threads(intra_op=0, inter_op=0):
 # -- the step --------------------------------------------------------------------------------
 
 
-def make_optimizer(config):
-    """Adam with per-variable gradient clipping, as `keras.optimizers.Adam` computes it but
-    with the update fused into one kernel per variable (see `bahdanau_keras.optimizer`)."""
-    from bahdanau_keras.optimizer import Adam
+def train_step(translator, optimizer, source, target, label_smoothing=0.0):
+    """One teacher-forcing update of `translator` on a batch; returns `(loss_sum, count)`.
 
-    optimizer = Adam(config.learning_rate, clipnorm=config.clipnorm, name="adam")
-    if config.mixed_precision and keras.config.dtype_policy().name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def make_train_step(translator, optimizer, label_smoothing=0.0, strategy=None,
-                    jit_compile=False, loss_chunks=1, loop_shards=1):
-    """A compiled teacher-forcing step `(source, target) -> (loss_sum, token_count)`.
-
-    The gradient is that of the mean loss over the real target tokens of the whole (global)
-    batch, also when the batch is split over the replicas of a `tf.distribute.Strategy`.
-    `jit_compile` XLA-compiles the step on one replica; with several, the cross-replica sums
-    stay outside XLA and the step is not compiled (a warning says so). `loss_chunks` is the
-    `chunks` of `Translator.loss_and_count` (the same loss and gradient, computed in pieces);
-    an XLA-compiled step computes the loss in one piece (XLA cannot split by the number of
-    real tokens, which it does not know when compiling). `loop_shards` is `loss_and_count`'s
-    (the batch split inside the decoder's step loop; 1 under XLA as well).
+    The decoder reads the reference `START y_1 ... y_n` and is scored on each next token; the
+    loss is the mean cross-entropy over the real (non-padding) target tokens of the batch, of
+    the whole batch when a `tf.distribute.Strategy` has split it over replicas.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    if jit_compile and strategy.num_replicas_in_sync == 1:
-        loss_chunks = loop_shards = 1
+    with tf.GradientTape() as tape:
+        loss_sum, count = translator.loss_and_count(
+            source, target, label_smoothing, training=True)
+        tokens = tf.distribute.get_replica_context().all_reduce("sum", count)  # all replicas'
+        loss = loss_sum / tf.maximum(tf.cast(tokens, loss_sum.dtype), 1.0)
+        loss = optimizer.scale_loss(loss)  # times the loss scale in float16, else the same
+    variables = translator.trainable_variables
+    gradients = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(gradients, variables))
+    return loss_sum, count
 
-    def replica_step(source, target):
-        with tf.GradientTape() as tape:
-            loss_sum, count = translator.loss_and_count(
-                source, target, label_smoothing, training=True, chunks=loss_chunks,
-                loop_shards=loop_shards)
-            total = tf.distribute.get_replica_context().all_reduce("sum", count)
-            loss = loss_sum / tf.maximum(tf.cast(total, tf.float32), 1.0)
-            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-                loss = optimizer.scale_loss(loss)
-        variables = translator.trainable_variables
-        gradients = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(gradients, variables))
-        return loss_sum, count
 
-    if strategy.num_replicas_in_sync == 1:
-        spec = tf.TensorSpec([None, None], tf.int32)
-        return tf.function(replica_step, input_signature=[spec, spec], jit_compile=jit_compile)
+def compile_step(step, jit_compile=False):
+    """`step(source, target)` as a `tf.function` traced once for batches of every shape,
+    XLA-compiled with `jit_compile`."""
+    spec = tf.TensorSpec([None, None], tf.int32)
+    return tf.function(step, input_signature=[spec, spec], jit_compile=jit_compile)
 
-    if jit_compile:
-        logger.warning("--jit-compile is ignored with %d replicas: the step runs uncompiled",
-                       strategy.num_replicas_in_sync)
+
+def distribute_step(step, strategy):
+    """`step(source, target)` run by every replica of `strategy` on its share of the batch;
+    returns the sums of the replicas' `(loss_sum, count)`."""
 
     @tf.function(reduce_retracing=True)
-    def distributed_step(source, target):
-        loss_sum, count = strategy.run(replica_step, args=(source, target))
+    def replicated(source, target):
+        loss_sum, count = strategy.run(step, args=(source, target))
         return (strategy.reduce("sum", loss_sum, axis=None),
                 strategy.reduce("sum", count, axis=None))
 
-    def step(source, target):
-        return distributed_step(*split_for_replicas(strategy, source, target))
+    def run(source, target):
+        return replicated(*split_for_replicas(strategy, source, target))
 
-    return step
+    return run
 
 
 def split_for_replicas(strategy, *tensors):
@@ -342,6 +154,61 @@ def split_for_replicas(strategy, *tensors):
     return [strategy.experimental_distribute_values_from_function(
         lambda context, p=p: tf.constant(p[context.replica_id_in_sync_group]))
         for p in parts]
+
+
+def make_train_step(translator, optimizer, label_smoothing=0.0, strategy=None,
+                    jit_compile=False):
+    """The compiled `train_step` of `translator`: `(source, target) -> (loss_sum, count)`.
+
+    On one replica a `tf.function` (XLA-compiled with `jit_compile`: build the translator with
+    `loop_shards=1, loss_chunks=1`, see `build_translator`); with several, the step runs on
+    each replica's share of the batch and the gradient is still that of the mean over the
+    whole batch's real tokens. The cross-replica sums stay outside XLA: with several replicas
+    `jit_compile` is ignored (a warning says so).
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+
+    def step(source, target):
+        return train_step(translator, optimizer, source, target, label_smoothing)
+
+    if strategy.num_replicas_in_sync == 1:
+        return compile_step(step, jit_compile)
+    if jit_compile:
+        logger.warning("--jit-compile is ignored with %d replicas: the step runs uncompiled",
+                       strategy.num_replicas_in_sync)
+    return distribute_step(step, strategy)
+
+
+def scale_losses(optimizer):
+    """`optimizer` with dynamic loss scaling (`keras.optimizers.LossScaleOptimizer`) when the
+    dtype policy computes in float16, whose small gradients would underflow; else itself."""
+    if keras.config.dtype_policy().compute_dtype == "float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def make_optimizer(config):
+    """Adam with per-variable gradient clipping (`bahdanau_keras.kernels.adam.Adam`: Keras'
+    update in one fused kernel per variable), with loss scaling where float16 needs it."""
+    return scale_losses(Adam(config.learning_rate, clipnorm=config.clipnorm, name="adam"))
+
+
+def mixed_precision_policy():
+    """The dtype policy of `TrainConfig.mixed_precision`: float16 on a GPU, bfloat16
+    elsewhere."""
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+
+
+def build_translator(model_config, config, strategy=None):
+    """The `Translator` that `config` (a `TrainConfig`) trains. An XLA-compiled step on one
+    replica computes the decoder loop and the loss in one piece each: the pieces' sizes depend
+    on the number of real tokens, which XLA must know when it compiles."""
+    strategy = strategy or tf.distribute.get_strategy()
+    xla = config.jit_compile and strategy.num_replicas_in_sync == 1
+    return Translator.from_model_config(
+        model_config, implementation=config.implementation,
+        loop_shards=1 if xla else config.loop_shards,
+        loss_chunks=1 if xla else config.loss_chunks)
 
 
 def make_eval_step(translator):
@@ -355,6 +222,8 @@ def make_eval_step(translator):
 
 
 def dev_loss(eval_step, dataset):
+    """The mean loss per real target token of `eval_step` over the `(epoch, source, target)`
+    batches of `dataset`."""
     total, count = 0.0, 0
     for _, source, target in dataset:
         loss_sum, n = eval_step(source, target)
@@ -363,317 +232,411 @@ def dev_loss(eval_step, dataset):
     return total / max(count, 1)
 
 
-# -- the loop ------------------------------------------------------------------------------
+# -- the trainer -----------------------------------------------------------------------------
 
 
-def prepare(model_dir, corpus, model_config_overrides, train_config, resume=False):
-    """Create (or, with `resume`, reopen) a model directory; returns the split pairs,
-    tokenizers and configurations."""
-    config_exists = os.path.exists(os.path.join(model_dir, CONFIG_FILE))
-    if resume:
-        if not config_exists:
-            raise TrainingError(
-                f"{model_dir}: nothing to resume (no {CONFIG_FILE}); train without --resume")
-        model_config, saved_train_config, data = read_config(model_dir)
-        # The run's length, limits, checkpoint interval and learning rate may change on resume;
-        # nothing that shapes the model or the data may.
-        train_config = dataclasses.replace(
-            saved_train_config, epochs=train_config.epochs, max_steps=train_config.max_steps,
-            time_limit=train_config.time_limit, patience=train_config.patience,
-            checkpoint_every=train_config.checkpoint_every,
-            learning_rate=train_config.learning_rate, loss_chunks=train_config.loss_chunks,
-            loop_shards=train_config.loop_shards)
-        source_tokenizer, target_tokenizer = _load_tokenizers(model_dir)
-        # The data position in the checkpoints indexes this corpus: another one cannot resume.
-        expected = data.get("pairs_sha1") or data.get("pairs")
-        found = _pairs_digest(corpus.pairs) if "pairs_sha1" in data else len(corpus.pairs)
-        if expected is not None and expected != found:
-            raise TrainingError(
-                f"{corpus.path}: not the corpus {model_dir} was trained on "
-                f"({data.get('path', 'unknown')}, {data.get('pairs', '?')} pairs; this one has "
-                f"{len(corpus.pairs)}); resume with the same --data and columns")
-        splits = data_lib.split_pairs(corpus.pairs, train_config.dev_fraction,
-                                      train_config.test_fraction)
-        return splits, source_tokenizer, target_tokenizer, model_config, train_config
-    if config_exists:
-        raise TrainingError(
-            f"{model_dir}: already holds a model; use --resume to continue it, "
-            "or choose another --model-dir")
-    os.makedirs(model_dir, exist_ok=True)
-    splits = data_lib.split_pairs(corpus.pairs, train_config.dev_fraction,
-                                  train_config.test_fraction)
+@dataclasses.dataclass
+class Progress:
+    """Where a run is. Plain numbers while training; each is also a variable of the same name
+    in the checkpoints (`variables`), so that a resumed run goes on exactly."""
+
+    step: int = 0  # updates so far
+    epoch: int = 0  # epochs completed
+    epoch_step: int = 0  # updates of the current epoch so far
+    epoch_loss: float = 0.0  # summed loss of the current epoch so far
+    epoch_tokens: int = 0  # real target tokens of the current epoch so far
+    best_dev_loss: float = math.inf
+    bad_epochs: int = 0  # epochs since the dev loss last improved
+
+    def variables(self):
+        """`{name: tf.Variable}`, one per field (int64 or float64)."""
+        return {field.name: tf.Variable(
+            getattr(self, field.name), trainable=False, name=field.name,
+            dtype=tf.int64 if field.type is int else tf.float64)
+            for field in dataclasses.fields(self)}
+
+    def store(self, variables):
+        for name, variable in variables.items():
+            variable.assign(getattr(self, name))
+
+    def load(self, variables):
+        for name, variable in variables.items():
+            setattr(self, name, variable.numpy().item())
+
+
+def dropout_state(translator):
+    """The random generators' state of `translator`'s dropout layers: its variables that are
+    not weights."""
+    weights = {id(v) for v in translator.weights}
+    return [v for v in translator.variables if id(v) not in weights]
+
+
+class Trainer:
+    """Trains the translator of a model directory: restore once, run epochs, evaluate,
+    checkpoint, stop.
+
+    Args:
+        model_dir: A `ModelDir` whose configuration and vocabularies are written.
+        train_ids, dev_ids: `(source, target)` token ids (`data.encode_pairs`) of the training
+            and the dev pairs.
+        model_config: The `ModelConfig` of the translator.
+        config: The `TrainConfig` of this run.
+        strategy: A `tf.distribute.Strategy`, or None.
+        verbose: 0 says nothing, 1 shows a progress bar, 2 prints a line every 100 steps (for
+            log files).
+    """
+
+    def __init__(self, model_dir, train_ids, dev_ids, model_config, config, strategy=None,
+                 verbose=1):
+        self.model_dir, self.config, self.verbose = model_dir, config, verbose
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():
+            self.translator = build_translator(model_config, config, self.strategy)
+            self.optimizer = make_optimizer(config)
+            self.optimizer.build(self.translator.trainable_variables)
+        logger.info("Model: %s parameters", f"{self.translator.count_params():,}")
+        self.train_step = make_train_step(self.translator, self.optimizer,
+                                          config.label_smoothing, self.strategy,
+                                          config.jit_compile)
+        self.eval_step = make_eval_step(self.translator)
+        self.batches = iter(data_lib.batches(*train_ids, config.batch_size, seed=config.seed,
+                                             epochs=ENDLESS))
+        self.batches_per_epoch = int(data_lib.batches(
+            *train_ids, config.batch_size, shuffle=False).reduce(0, lambda n, _: n + 1))
+        self.dev_batches = data_lib.batches(*dev_ids, DEV_BATCH_SIZE, shuffle=False)
+        self.progress = Progress()
+        self.saved_progress = self.progress.variables()
+        # The optimizer's own state, without the loss scale's (see `track_loss_scale`).
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.translator, optimizer=optimizer, data=self.batches,
+            rng=dropout_state(self.translator), **self.saved_progress)
+        self.checkpoints = model_dir.checkpoint_manager(self.checkpoint)
+        self.best = model_dir.best_manager(self.translator)
+        self.saved_step = None  # the step of the latest checkpoint
+        self.history = []
+        self.writer = tf.summary.create_file_writer(model_dir.logs)
+
+    def say(self, text):
+        if self.verbose:
+            print(text, flush=True)
+
+    def restore(self):
+        """Go on from the latest checkpoint, if there is one: weights, optimizer, counters,
+        data position and dropout state, in one restore."""
+        path = self.model_dir.latest_checkpoint()
+        if path is None:
+            logger.warning("No checkpoint in %s: starting from the beginning",
+                           self.model_dir.checkpoints)
+            return
+        self.model_dir.restore(self.checkpoint, path, "cannot resume from this checkpoint")
+        self.progress.load(self.saved_progress)
+        self.saved_step = self.progress.step
+        self.history = self.model_dir.read_history(up_to_step=self.progress.step)
+        logger.warning("Resumed from %s at step %d, epoch %d", path, self.progress.step,
+                       self.progress.epoch + 1)
+        self.say(f"Resumed from {path} at step {self.progress.step} "
+                 f"(epoch {self.progress.epoch + 1})")
+        # The checkpoint restored the rate it was saved with; this run's may be lower.
+        restored_rate = self.learning_rate()
+        if not math.isclose(restored_rate, self.config.learning_rate, rel_tol=1e-6):
+            self.optimizer.learning_rate = self.config.learning_rate
+            self.say(f"Learning rate {restored_rate:g} -> {self.config.learning_rate:g}")
+
+    def track_loss_scale(self):
+        """Put the loss scale's state into the checkpoints too, when there is one. Added after
+        `restore`, which therefore did not require it: TensorFlow restores it now if the
+        checkpoint has it (a dependency added after a restore is restored when added), and a
+        run that turns float16 on starts it afresh."""
+        if (isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+                and not hasattr(self.checkpoint, "loss_scale")):
+            self.checkpoint.loss_scale = self.optimizer
+
+    def run(self):
+        """Train until the configuration says stop; returns the history."""
+        self.track_loss_scale()
+        self.started = time.perf_counter()
+        self.start_epoch_clock()
+        try:
+            while (reason := self.stop_reason()) is None:
+                self.train_on_next_batch()
+                if self.progress.epoch_step == self.batches_per_epoch:
+                    self.end_epoch()
+                elif self.progress.step % self.config.checkpoint_every == 0:
+                    self.save_checkpoint()
+            self.stop(reason)
+        finally:
+            self.writer.flush()
+        return self.history
+
+    def start_epoch_clock(self):
+        self.epoch_started, self.run_tokens = time.perf_counter(), 0
+        self.progress_bar = keras.utils.Progbar(
+            self.batches_per_epoch, verbose=self.verbose,
+            stateful_metrics=["loss", "tokens/s"]) if self.verbose == 1 else None
+
+    def stop_reason(self):
+        """Why the run stops now (`""`: it has trained its epochs), or None."""
+        config, progress = self.config, self.progress
+        if progress.epoch >= config.epochs:
+            return ""
+        if config.patience and progress.bad_epochs >= config.patience:
+            return f"dev loss has not improved for {config.patience} epochs"
+        if config.max_steps and progress.step >= config.max_steps:
+            return f"reached --max-steps {config.max_steps}"
+        if config.time_limit and time.perf_counter() - self.started > 60 * config.time_limit:
+            return f"reached --time-limit {config.time_limit} minutes"
+        return None
+
+    def train_on_next_batch(self):
+        """One update on the next batch; a non-finite loss stops the run."""
+        _, source, target = next(self.batches)
+        loss_sum, count = self.train_step(source, target)
+        loss_sum, count = float(loss_sum), int(count)
+        if not math.isfinite(loss_sum):
+            raise TrainingError(f"the loss became {loss_sum} at step {self.progress.step + 1}; "
+                                f"stopped. {self.last_good_checkpoint()}")
+        progress = self.progress
+        progress.step += 1
+        progress.epoch_step += 1
+        progress.epoch_loss += loss_sum
+        progress.epoch_tokens += count
+        self.run_tokens += count
+        self.report(loss_sum / max(count, 1))
+
+    def report(self, batch_loss):
+        """The progress bar, or a line every 100 steps; TensorBoard every 50 steps."""
+        progress = self.progress
+        tokens_per_s = self.run_tokens / max(time.perf_counter() - self.epoch_started, 1e-9)
+        if self.progress_bar:
+            self.progress_bar.update(
+                progress.epoch_step, [("loss", batch_loss), ("tokens/s", tokens_per_s)])
+        elif progress.step % 100 == 0:
+            self.say(f"step {progress.step} (epoch {progress.epoch + 1}): loss "
+                     f"{progress.epoch_loss / max(progress.epoch_tokens, 1):.4f}, "
+                     f"{tokens_per_s:.0f} target tokens/s")
+        if progress.step % 50 == 0:
+            with self.writer.as_default(step=progress.step):
+                tf.summary.scalar("train/loss", batch_loss)
+                tf.summary.scalar("train/tokens_per_s", tokens_per_s)
+
+    def end_epoch(self):
+        """The dev loss, the epoch's record in the history, a checkpoint."""
+        progress = self.progress
+        seconds = time.perf_counter() - self.epoch_started
+        loss, improved = self.evaluate()
+        record = {"epoch": progress.epoch + 1, "step": progress.step,
+                  "train_loss": progress.epoch_loss / max(progress.epoch_tokens, 1),
+                  "dev_loss": loss,
+                  # this process's share of the epoch: a resumed epoch's earlier part ran elsewhere
+                  "tokens_per_s": self.run_tokens / max(seconds, 1e-9), "seconds": seconds,
+                  "learning_rate": self.learning_rate()}
+        progress.epoch += 1
+        progress.bad_epochs = 0 if improved else progress.bad_epochs + 1
+        progress.epoch_step, progress.epoch_loss, progress.epoch_tokens = 0, 0.0, 0
+        self.history.append(record)
+        # The history first: a resumed run drops the records after its checkpoint's step.
+        self.model_dir.write_history(self.history)
+        self.save_checkpoint()
+        self.say(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, "
+                 f"dev loss {loss:.4f}, {record['tokens_per_s']:.0f} target tokens/s")
+        self.start_epoch_clock()
+
+    def evaluate(self):
+        """`(dev_loss, improved)` now; the weights go to `best/` when the loss is the lowest so
+        far."""
+        loss = dev_loss(self.eval_step, self.dev_batches)
+        with self.writer.as_default(step=self.progress.step):
+            tf.summary.scalar("dev/loss", loss)
+        improved = loss < self.progress.best_dev_loss
+        if improved:
+            self.progress.best_dev_loss = loss
+            self.model_dir.save(self.best, self.progress.step)
+        return loss, improved
+
+    def save_checkpoint(self):
+        """Write the latest checkpoint, never one of weights a non-finite loss has spoilt."""
+        step = self.progress.step
+        if not all(bool(tf.reduce_all(tf.math.is_finite(v)))
+                   for v in self.translator.trainable_variables):
+            raise TrainingError(f"the weights became non-finite at step {step}; stopped. "
+                                f"{self.last_good_checkpoint()}")
+        self.progress.store(self.saved_progress)
+        self.model_dir.save(self.checkpoints, step)
+        self.saved_step = step
+
+    def last_good_checkpoint(self):
+        """Where to go on from after a failure, as a sentence."""
+        path = self.model_dir.latest_checkpoint()
+        where = f"The last good checkpoint is {path}" if path else "No checkpoint was written"
+        return f"{where} (try a lower --learning-rate, then --resume)"
+
+    def stop(self, reason):
+        """End the run: inside an epoch, a checkpoint and the dev loss now; `best/` is never
+        left empty."""
+        if self.progress.epoch_step:
+            if self.saved_step != self.progress.step:
+                self.save_checkpoint()
+            loss, _ = self.evaluate()
+            self.say(f"\nstep {self.progress.step}: dev loss {loss:.4f}")
+        if not self.best.latest_checkpoint:
+            self.model_dir.save(self.best, self.progress.step)
+        if reason:
+            self.say(f"Stopped: {reason}.")
+
+    def learning_rate(self):
+        return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
+
+
+# -- the model directory of a run ------------------------------------------------------------
+
+
+def pairs_digest(pairs):
+    """A fingerprint of a corpus' pairs, to tell on resume that it is the same corpus."""
+    digest = hashlib.sha1()
+    for source, target in pairs:
+        digest.update(f"{source}\t{target}\n".encode("utf-8"))
+    return digest.hexdigest()
+
+
+def create(model_dir, corpus, model_config_overrides, config):
+    """Make a new model directory for `corpus`: split it, learn the vocabularies, write the
+    configuration. Returns `(splits, source_tokenizer, target_tokenizer, model_config)`."""
+    model_dir.check_new()
+    splits = data_lib.split_pairs(corpus.pairs, config.dev_fraction, config.test_fraction)
     if not splits["train"]:
         raise TrainingError(f"{corpus.path}: no pairs left for training after the split")
     logger.info("Learning the vocabularies from %d training pairs", len(splits["train"]))
-    sources = normalize_python([s for s, _ in splits["train"]])
-    targets = normalize_python([t for _, t in splits["train"]])
-    source_tokenizer = SubwordTokenizer(train_sentencepiece(sources, train_config.vocab_size))
-    target_tokenizer = SubwordTokenizer(train_sentencepiece(targets, train_config.vocab_size))
-    source_tokenizer.save(os.path.join(model_dir, SOURCE_VOCAB))
-    target_tokenizer.save(os.path.join(model_dir, TARGET_VOCAB))
+    source_tokenizer, target_tokenizer = (
+        SubwordTokenizer(train_sentencepiece(normalize_python(side), config.vocab_size))
+        for side in zip(*splits["train"]))  # the sources, then the targets
     model_config = ModelConfig(
         source_vocab_size=source_tokenizer.vocab_size,
         target_vocab_size=target_tokenizer.vocab_size, **model_config_overrides)
-    data = {"path": corpus.origin or corpus.path, "source_column": train_config.source_column,
-            "target_column": train_config.target_column, "pairs": len(corpus.pairs),
-            "pairs_sha1": _pairs_digest(corpus.pairs),
+    data = {"path": corpus.origin or corpus.path, "pairs": len(corpus.pairs),
+            "pairs_sha1": pairs_digest(corpus.pairs),
             **{f"{name}_pairs": len(pairs) for name, pairs in splits.items()}}
-    write_config(model_dir, model_config, train_config, data)
-    return splits, source_tokenizer, target_tokenizer, model_config, train_config
+    os.makedirs(model_dir.path, exist_ok=True)
+    model_dir.write_vocabularies(source_tokenizer, target_tokenizer)
+    model_dir.write_config(model_config, config, data)  # last: it makes the directory a model
+    return splits, source_tokenizer, target_tokenizer, model_config
+
+
+def resume_configs(model_dir, train_changes=None, model_changes=None):
+    """The configurations of a run that resumes `model_dir` (a `ModelDir`).
+
+    Args:
+        model_dir: The model directory.
+        train_changes: `TrainConfig` field -> value, the options given for this run (see
+            `config.resumed`: the fixed ones must be the model's).
+        model_changes: `ModelConfig` field -> value; each must be the model's.
+
+    Returns:
+        `(model_config, train_config, data)`.
+
+    Raises:
+        TrainingError: there is nothing to resume, or it is unreadable.
+        config.ResumeConflict: an option that cannot change was given another value.
+    """
+    model_dir.check_resumable()
+    model_config, saved, data = model_dir.read_config()
+    config_lib.require_unchanged(model_config, model_changes or {})
+    return model_config, config_lib.resumed(saved, train_changes or {}), data
+
+
+def trained_on(data, model_dir):
+    """The corpus that `model_dir` (a `ModelDir`) was trained on, from its configuration's
+    `data`: a path (`ARCHIVE.zip:MEMBER` reads that member) or URL, or None for the built-in
+    sample corpus (wherever the package is installed now). `TrainingError` if it is gone."""
+    path = data["path"]
+    if data_lib.is_url(path):
+        return path
+    if os.path.basename(path) == os.path.basename(data_lib.SAMPLE_CORPUS):
+        return None
+    if os.path.exists(path) or data_lib.zip_member(path):
+        return path
+    raise TrainingError(f"{model_dir.path} was trained on {path}, which is not there: give "
+                        "the corpus with --data")
+
+
+def reopen(model_dir, corpus, data, config):
+    """The splits and tokenizers of the model directory to resume, which must have been
+    trained on `corpus` (its checkpoints' data position indexes that corpus' pairs)."""
+    if data.get("pairs_sha1") != pairs_digest(corpus.pairs):
+        raise TrainingError(
+            f"{corpus.path}: not the corpus {model_dir.path} was trained on "
+            f"({data.get('path', 'unknown')}, {data.get('pairs', '?')} pairs; this one has "
+            f"{len(corpus.pairs)}); resume with the same --data and columns")
+    source_tokenizer, target_tokenizer = model_dir.read_vocabularies()
+    splits = data_lib.split_pairs(corpus.pairs, config.dev_fraction, config.test_fraction)
+    return splits, source_tokenizer, target_tokenizer
+
+
+def encoded_splits(splits, source_tokenizer, target_tokenizer, config):
+    """The `(source, target)` token ids of the training pairs and of the dev pairs (a slice of
+    the training pairs when there are no dev pairs)."""
+    dev_pairs = splits["dev"] or splits["train"][: max(1, len(splits["train"]) // 50)]
+    return [data_lib.encode_pairs(pairs, source_tokenizer, target_tokenizer, config.max_length)
+            for pairs in (splits["train"], dev_pairs)]
 
 
 def train(model_dir, corpus, model_config_overrides=None, train_config=None, resume=False,
           strategy=None, verbose=1):
     """Train (or resume) a translator on `corpus` into `model_dir`; returns the history.
 
-    Checkpoints hold the weights, the optimizer, the step counter and the position in the data,
-    so `resume=True` after an interruption (even `kill -9`) continues exactly where the last
-    checkpoint was. Stops at `epochs`, at `max_steps`, after `time_limit` minutes, or when the
-    dev loss has not improved for `patience` epochs; a non-finite loss stops training with an
-    error and leaves the last good checkpoint in place.
+    Args:
+        model_dir: The model directory (a path).
+        corpus: A `data.Corpus`.
+        model_config_overrides: `ModelConfig` fields other than the vocabulary sizes (on
+            resume, each must be the model's).
+        train_config: A `TrainConfig` (default: `TrainConfig()`; on resume, the model's). On
+            resume its fixed fields must be the model's (see `bahdanau_keras.config`).
+        resume: Go on from the latest checkpoint of `model_dir`.
+        strategy: A `tf.distribute.Strategy`, or None.
+        verbose: 0, 1 (a progress bar) or 2 (a line every 100 steps).
+
+    Checkpoints hold the weights, the optimizer, the counters, the dropout state and the
+    position in the data, so `resume=True` after an interruption (even `kill -9`) continues
+    exactly where the last checkpoint was. Stops at `epochs`, at `max_steps`, after
+    `time_limit` minutes, or when the dev loss has not improved for `patience` epochs; a
+    non-finite loss or a failed checkpoint write stops training with a `TrainingError`, and the
+    last good checkpoint stays in place.
     """
-    train_config = train_config or TrainConfig()
-    strategy = strategy or tf.distribute.get_strategy()
-    seed_everything(train_config.seed)
-    splits, source_tokenizer, target_tokenizer, model_config, train_config = prepare(
-        model_dir, corpus, model_config_overrides or {}, train_config, resume)
-    if train_config.mixed_precision:
-        keras.mixed_precision.set_dtype_policy(
-            "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16")
-    train_source, train_target = data_lib.encode_pairs(
-        splits["train"], source_tokenizer, target_tokenizer, train_config.max_length)
-    dev_pairs = splits["dev"] or splits["train"][: max(1, len(splits["train"]) // 50)]
-    dev_source, dev_target = data_lib.encode_pairs(
-        dev_pairs, source_tokenizer, target_tokenizer, train_config.max_length)
-
-    with strategy.scope():
-        translator = Translator.from_model_config(model_config)
-        optimizer = make_optimizer(train_config)
-        optimizer.build(translator.trainable_variables)
-    logger.info("Model: %s parameters", f"{translator.count_params():,}")
-
-    step_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    epoch_counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    best_dev_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best")
-    bad_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_epochs")
-    counters = dict(step=step_counter, epoch=epoch_counter, best_dev_loss=best_dev_loss,
-                    bad_epochs=bad_epochs)
-    # Also in the checkpoints (absent from those of older versions, which still resume): the
-    # state of the dropout layers' random generators, so that a resumed run draws the masks an
-    # uninterrupted one would, and the number of batches done in the current epoch.
-    weight_ids = {id(v) for v in translator.weights}
-    rng_state = [v for v in translator.variables if id(v) not in weight_ids]
-    epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
-    epoch_totals = tf.Variable([0.0, 0.0], dtype=tf.float64, trainable=False,
-                               name="epoch_totals")  # loss sum and tokens of the epoch so far
-    checkpoint_dir = os.path.join(model_dir, "checkpoints")
-    first_epoch = 0
-    latest = _latest_checkpoint(checkpoint_dir) if resume else None
-    if latest:
+    directory = ModelDir(model_dir)
+    overrides = model_config_overrides or {}
+    if resume:
         try:
-            tf.train.Checkpoint(**counters).restore(latest).expect_partial()
-        except CHECKPOINT_ERRORS as error:
-            raise TrainingError(f"{latest}: corrupt checkpoint ({_first_line(error)})") from None
-        first_epoch = int(epoch_counter.numpy())
-    train_batches = data_lib.batches(
-        train_source, train_target, train_config.batch_size, seed=train_config.seed,
-        first_epoch=first_epoch, epochs=train_config.epochs)
-    iterator = iter(train_batches)
-    saved = dict(model=translator, optimizer=optimizer, data=iterator, **counters)
-    extras = dict(rng=rng_state, epoch_step=epoch_step, epoch_totals=epoch_totals)
-    checkpoint = tf.train.Checkpoint(**saved, **extras)
-    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
-    best_manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=translator), os.path.join(model_dir, "best"), max_to_keep=1)
-    history_path = os.path.join(model_dir, "history.json")
-    history = []
-    in_epoch = 0  # batches of the current epoch done; None: unknown (an older checkpoint)
-    epoch_loss = epoch_tokens = 0.0
-    if latest:
-        try:
-            weights_and_counters = {k: v for k, v in saved.items() if k != "data"}
-            tf.train.Checkpoint(**weights_and_counters).restore(
-                latest).assert_existing_objects_matched().expect_partial()
-            stored = tf.train.load_checkpoint(latest).get_variable_to_shape_map()
-            if any(name.startswith("epoch_step/") for name in stored):
-                tf.train.Checkpoint(**extras).restore(
-                    latest).assert_existing_objects_matched().expect_partial()
-                in_epoch = int(epoch_step.numpy())
-                in_epoch = None if in_epoch < 0 else in_epoch
-                epoch_loss, epoch_tokens = (float(x) for x in epoch_totals.numpy())
-            else:
-                in_epoch = None
-                if rng_state and model_config.dropout:
-                    logger.warning(
-                        "%s holds no dropout random state (an older version wrote it): the "
-                        "resumed run goes on with other dropout masks", latest)
-            # Mid-epoch, the data iterator resumes where it was. At an epoch boundary a new
-            # iterator from `first_epoch` gives the same batches (each epoch's order depends
-            # only on the seed and the epoch) and also serves a resume with more --epochs,
-            # where the saved iterator has already run out.
-            if in_epoch != 0:
-                tf.train.Checkpoint(data=iterator).restore(latest).expect_partial()
-        except CHECKPOINT_ERRORS as error:
-            raise TrainingError(
-                f"{latest}: cannot resume from this checkpoint ({_first_line(error)}); was it "
-                "written with the same corpus and options?") from None
-        if os.path.exists(history_path):
-            with open(history_path, encoding="utf-8") as f:
-                history = [r for r in json.load(f) if r["step"] <= int(step_counter.numpy())]
-        logger.warning("Resumed from %s at step %d, epoch %d", latest,
-                       int(step_counter.numpy()), first_epoch + 1)
-        if verbose:
-            print(f"Resumed from {latest} at step {int(step_counter.numpy())} "
-                  f"(epoch {first_epoch + 1})", flush=True)
-        # A resumed run may lower the learning rate (e.g. to fine-tune after a plateau); the
-        # checkpoint restored the rate it was saved with.
-        restored_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-        if not math.isclose(restored_rate, train_config.learning_rate, rel_tol=1e-6):
-            optimizer.learning_rate = train_config.learning_rate
-            if verbose:
-                print(f"Learning rate {restored_rate:g} -> {train_config.learning_rate:g}",
-                      flush=True)
-    elif resume:
-        logger.warning("No checkpoint in %s: starting from the beginning", checkpoint_dir)
+            model_config, config, data = resume_configs(
+                directory, train_config and dataclasses.asdict(train_config), overrides)
+        except config_lib.ResumeConflict as error:
+            raise TrainingError(f"{directory.path}: {error}") from None
+    else:
+        config = train_config or TrainConfig()
+    if config.intra_op_threads or config.inter_op_threads:
+        configure_threads(config.intra_op_threads, config.inter_op_threads)
+    seed_everything(config.seed)
+    if resume:
+        splits, source_tokenizer, target_tokenizer = reopen(directory, corpus, data, config)
+        directory.write_config(model_config, config, data)  # what a later resume goes on with
+    else:
+        splits, source_tokenizer, target_tokenizer, model_config = create(
+            directory, corpus, overrides, config)
+    if config.mixed_precision:
+        keras.mixed_precision.set_dtype_policy(mixed_precision_policy())
+    train_ids, dev_ids = encoded_splits(splits, source_tokenizer, target_tokenizer, config)
+    trainer = Trainer(directory, train_ids, dev_ids, model_config, config, strategy, verbose)
+    if resume:
+        trainer.restore()
+    return trainer.run()
 
-    train_step = make_train_step(translator, optimizer, train_config.label_smoothing,
-                                 strategy, train_config.jit_compile, train_config.loss_chunks,
-                                 train_config.loop_shards)
-    eval_step = make_eval_step(translator)
-    dev_batches = data_lib.batches(dev_source, dev_target, 64, shuffle=False)
-    batches_per_epoch = int(data_lib.batches(
-        train_source, train_target, train_config.batch_size, shuffle=False).reduce(
-            0, lambda n, _: n + 1))
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs"))
-    started = time.perf_counter()
-    stop_reason = None
 
-    def keep_if_best():
-        """Dev loss now; the weights go to `best/` if it is the lowest so far."""
-        loss = dev_loss(eval_step, dev_batches)
-        with writer.as_default(step=int(step_counter.numpy())):
-            tf.summary.scalar("dev/loss", loss)
-        improved = loss < best_dev_loss.numpy()
-        if improved:
-            best_dev_loss.assign(loss)
-            best_manager.save(checkpoint_number=int(step_counter.numpy()))
-        return loss, improved
+def load_trained(model_dir, which="best"):
+    """The `TrainedModel` of a model directory: the weights of `best/` (or `checkpoints/` if
+    there is none, or with `which="latest"`), the tokenizers and the configuration. Whatever
+    is unreadable raises a `TrainingError` naming the file."""
+    return ModelDir(model_dir).load(which)
 
-    saved_at = [int(step_counter.numpy())]  # the step of the latest checkpoint
 
-    def save_checkpoint():
-        """Save the latest checkpoint, never one of weights a non-finite loss has spoilt."""
-        step = int(step_counter.numpy())
-        if not all(bool(tf.reduce_all(tf.math.is_finite(v)))
-                   for v in translator.trainable_variables):
-            raise TrainingError(
-                f"the weights became non-finite at step {step}; stopped. The last good "
-                f"checkpoint is in {checkpoint_dir} (try a lower --learning-rate, then --resume)")
-        epoch_step.assign(-1 if in_epoch is None else in_epoch)
-        epoch_totals.assign([epoch_loss, epoch_tokens])
-        manager.save(checkpoint_number=step)
-        saved_at[0] = step
-
-    def end_epoch(epoch, epoch_seconds):
-        nonlocal stop_reason, in_epoch, epoch_loss, epoch_tokens
-        loss, improved = keep_if_best()
-        record = {"epoch": epoch + 1, "step": int(step_counter.numpy()),
-                  "train_loss": epoch_loss / max(epoch_tokens, 1), "dev_loss": loss,
-                  # this process's share of the epoch: a resumed epoch's earlier part ran elsewhere
-                  "tokens_per_s": run_tokens / max(epoch_seconds, 1e-9),
-                  "seconds": epoch_seconds,
-                  "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate))}
-        history.append(record)
-        epoch_counter.assign(epoch + 1)
-        if improved:
-            bad_epochs.assign(0)
-        else:
-            bad_epochs.assign_add(1)
-            if train_config.patience and bad_epochs.numpy() >= train_config.patience:
-                stop_reason = f"dev loss has not improved for {train_config.patience} epochs"
-        in_epoch, epoch_loss, epoch_tokens = 0, 0.0, 0.0
-        save_checkpoint()
-        _write_json(history_path, history)
-        if verbose:
-            print(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}, "
-                  f"dev loss {loss:.4f}, {record['tokens_per_s']:.0f} target tokens/s",
-                  flush=True)
-
-    def new_progress_bar():
-        return keras.utils.Progbar(batches_per_epoch, verbose=verbose,
-                                   stateful_metrics=["loss", "tokens/s"])
-
-    # An epoch ends after its last batch, before the next one is taken from the iterator: the
-    # checkpoint written then holds the data position of the epoch's end, not one batch on.
-    current_epoch = first_epoch
-    epoch_started = time.perf_counter()
-    run_tokens = 0  # target tokens trained by this process since epoch_started
-    progress = new_progress_bar()
-    try:
-        for epoch, source, target in iterator:
-            epoch = int(epoch)
-            if epoch != current_epoch:
-                # Only when the batches done in the epoch are unknown (an older checkpoint).
-                end_epoch(current_epoch, time.perf_counter() - epoch_started)
-                if stop_reason:
-                    break
-                current_epoch, in_epoch = epoch, 0
-                epoch_started, run_tokens = time.perf_counter(), 0
-                progress = new_progress_bar()
-            loss_sum, count = train_step(source, target)
-            loss_sum, count = float(loss_sum), int(count)
-            if not math.isfinite(loss_sum):
-                raise TrainingError(
-                    f"the loss became {loss_sum} at step {int(step_counter.numpy()) + 1}; "
-                    f"stopped. The last good checkpoint is in {checkpoint_dir} (try a lower "
-                    "--learning-rate, then --resume)")
-            step = int(step_counter.assign_add(1).numpy())
-            in_epoch = None if in_epoch is None else in_epoch + 1
-            epoch_loss += loss_sum
-            epoch_tokens += count
-            run_tokens += count
-            elapsed = time.perf_counter() - epoch_started
-            if verbose == 1:
-                progress.update(min(progress._seen_so_far + 1, batches_per_epoch), [
-                    ("loss", loss_sum / max(count, 1)),
-                    ("tokens/s", run_tokens / max(elapsed, 1e-9))])
-            elif verbose and step % 100 == 0:  # a log file: one line every 100 steps
-                print(f"step {step} (epoch {epoch + 1}): loss {epoch_loss / epoch_tokens:.4f}, "
-                      f"{run_tokens / max(elapsed, 1e-9):.0f} target tokens/s", flush=True)
-            if step % 50 == 0:
-                with writer.as_default(step=step):
-                    tf.summary.scalar("train/loss", loss_sum / max(count, 1))
-                    tf.summary.scalar("train/tokens_per_s", run_tokens / max(elapsed, 1e-9))
-            epoch_ended = in_epoch == batches_per_epoch
-            if epoch_ended:
-                end_epoch(current_epoch, time.perf_counter() - epoch_started)
-                current_epoch += 1
-                epoch_started, run_tokens = time.perf_counter(), 0
-                progress = new_progress_bar()
-            elif step % train_config.checkpoint_every == 0:
-                save_checkpoint()
-            if not stop_reason:
-                if train_config.max_steps and step >= train_config.max_steps:
-                    stop_reason = f"reached --max-steps {train_config.max_steps}"
-                elif (train_config.time_limit
-                      and time.perf_counter() - started > 60 * train_config.time_limit):
-                    stop_reason = f"reached --time-limit {train_config.time_limit} minutes"
-                if stop_reason and not epoch_ended:
-                    if saved_at[0] != step:
-                        save_checkpoint()
-                    loss, _ = keep_if_best()
-                    if verbose:
-                        print(f"\nstep {step}: dev loss {loss:.4f}", flush=True)
-            if stop_reason:
-                break
-        else:
-            if epoch_tokens:
-                end_epoch(current_epoch, time.perf_counter() - epoch_started)
-    finally:
-        writer.flush()
-    if not best_manager.latest_checkpoint:
-        best_manager.save(checkpoint_number=int(step_counter.numpy()))
-    writer.flush()
-    if verbose and stop_reason:
-        print(f"Stopped: {stop_reason}.", flush=True)
-    return history
+def read_config(model_dir):
+    """`(model_config, train_config, data)` of a model directory's `config.json`."""
+    return ModelDir(model_dir).read_config()

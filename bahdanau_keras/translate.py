@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from bahdanau_keras.train import CONFIG_FILE, TrainingError, _first_line
+from bahdanau_keras.model_dir import CONFIG_FILE, ModelDir, TrainingError, first_line
 
 
 def read_sentences(arguments, input_path=None, stdin=None):
@@ -50,9 +50,8 @@ class Translation:
             raise TrainingError(f"{path}: no such model directory")
         if os.path.exists(os.path.join(path, CONFIG_FILE)):
             from bahdanau_keras.export import TranslatorModule
-            from bahdanau_keras.train import load_trained
 
-            trained = load_trained(path)  # a TrainingError names what is unreadable
+            trained = ModelDir(path).load()  # a TrainingError names what is unreadable
             module = TranslatorModule(
                 trained.translator, trained.source_tokenizer, trained.target_tokenizer)
             return cls(module, path)
@@ -62,7 +61,7 @@ class Translation:
             try:
                 module = load(path)
             except Exception as error:  # noqa: BLE001 - any failure: the files are unusable
-                raise TrainingError(f"{path}: corrupt SavedModel ({_first_line(error)})"
+                raise TrainingError(f"{path}: corrupt SavedModel ({first_line(error)})"
                                     ) from None
             missing = [name for name in ("translate", "translate_beam", "translate_sample")
                        if not hasattr(module, name)]

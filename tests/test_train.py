@@ -1,6 +1,7 @@
 """Training: reproducibility, exact resume (also after `kill -9`), non-finite losses, early
 stopping and TensorBoard. Tiny models on a slice of the sample corpus keep this fast."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -130,16 +131,19 @@ def test_tensorboard_events(reference):
 
 
 def test_stopped_and_resumed_run_reaches_the_same_weights(
-        corpus_file, reference, tmp_path, capsys):
+        corpus_file, reference, tmp_path, capsys, monkeypatch):
     model_dir = tmp_path / "model"
     assert run_train(corpus_file, model_dir, "--max-steps", "4") == 0
     assert "Stopped: reached --max-steps 4." in capsys.readouterr().out
     assert latest_state(model_dir)[1]["step/.ATTRIBUTES/VARIABLE_VALUE"] == 4
 
-    # Resume in the middle of the first epoch: same step counter, optimizer, data position.
+    # Resume in the middle of the first epoch: same step counter, optimizer, data position,
+    # all of them from one restore of the checkpoint.
+    restored = count_restores(monkeypatch)
     assert run_train(corpus_file, model_dir, "--resume") == 0
     out = capsys.readouterr().out
     assert "Resumed from" in out and "at step 4 (epoch 1)" in out
+    assert restored == [str(model_dir / "checkpoints" / "ckpt-4")]
     _, state = latest_state(model_dir)
     assert_same_state(state, reference["state"])
     assert [(r["epoch"], r["step"], r["train_loss"]) for r in history(model_dir)] == [
@@ -261,10 +265,124 @@ def test_resume_refuses_another_corpus(corpus_file, reference, tmp_path):
         train.train(str(reference["dir"]), corpus, resume=True, verbose=0)
 
 
+def test_checkpoint_write_that_fails_keeps_the_previous_one(
+        corpus_file, reference, tmp_path, monkeypatch, capsys):
+    """A full disk while writing a checkpoint: one line naming the checkpoint that is still
+    good, nothing of the failed write left behind, and --resume from the good one is exact."""
+    real_save = tf.train.CheckpointManager.save
+
+    def save_on_a_full_disk(manager, checkpoint_number=None, **kwargs):
+        if not manager.directory.endswith("checkpoints") or checkpoint_number < 6:
+            return real_save(manager, checkpoint_number=checkpoint_number, **kwargs)
+        # What an interrupted write leaves: a temporary shard and a short data file.
+        prefix = os.path.join(manager.directory, f"ckpt-{checkpoint_number}")
+        os.makedirs(prefix + "_temp")
+        Path(prefix + "_temp", "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 64)
+        Path(prefix + ".data-00000-of-00001").write_bytes(b"\0" * 10)
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{prefix}_temp/part-00000-of-00001.data-00000-of-00001.tempstate1; "
+                        "No space left on device")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save_on_a_full_disk)
+    model_dir = tmp_path / "model"
+    assert run_train(corpus_file, model_dir, "--quiet", checkpoint_every=2) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("bahdanau-keras")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    good = str(model_dir / "checkpoints" / "ckpt-4")
+    assert "ckpt-6" in lines[0] and "No space left on device" in lines[0]
+    assert f"the last good checkpoint is {good}" in lines[0] and "--resume" in lines[0]
+    assert sorted(p.name for p in (model_dir / "checkpoints").iterdir()) == [
+        "checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
+        "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
+    assert latest_state(model_dir)[0] == good
+    train.load_trained(str(model_dir), which="latest")
+
+    # Space again: the run resumes from ckpt-4 and ends as the uninterrupted one.
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    assert run_train(corpus_file, model_dir, "--resume") == 0
+    assert "at step 4 (epoch 1)" in capsys.readouterr().out
+    assert_same_state(latest_state(model_dir)[1], reference["state"])
+
+
+def count_restores(monkeypatch):
+    """The paths that `tf.train.Checkpoint.restore` is called with from now on."""
+    restored = []
+    real_restore = tf.train.Checkpoint.restore
+
+    def restore(checkpoint, path, *args, **kwargs):
+        restored.append(path)
+        return real_restore(checkpoint, path, *args, **kwargs)
+
+    monkeypatch.setattr(tf.train.Checkpoint, "restore", restore)
+    return restored
+
+
+def test_resuming_a_finished_run_restores_once_and_trains_no_more(
+        corpus_file, reference, tmp_path, monkeypatch):
+    import shutil
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(reference["dir"], model_dir)
+    restored = count_restores(monkeypatch)
+    corpus = data.read_corpus(corpus_file)
+    history = train.train(str(model_dir), corpus, resume=True, verbose=0)
+    assert restored == [str(model_dir / "checkpoints" / os.path.basename(reference["path"]))]
+    assert history == reference["history"]
+
+
+def test_resume_refuses_a_fixed_option_with_another_value(corpus_file, reference):
+    corpus = data.read_corpus(corpus_file)
+    saved = train.read_config(str(reference["dir"]))[1]
+    with pytest.raises(train.TrainingError, match=r"`batch_size` cannot change on resume: "
+                                                  r"the model has 32, received 64"):
+        train.train(str(reference["dir"]), corpus, None,
+                    dataclasses.replace(saved, batch_size=64), resume=True, verbose=0)
+    with pytest.raises(train.TrainingError, match=r"`decoder_units` cannot change on resume"):
+        train.train(str(reference["dir"]), corpus, {"decoder_units": 64}, resume=True,
+                    verbose=0)
+    assert train.read_config(str(reference["dir"]))[1] == saved  # nothing was written
+
+
+MIXED_PRECISION_RESUME = """
+import sys
+
+from bahdanau_keras import cli, train
+
+# float16 with loss scaling, as on a GPU (this CPU would take bfloat16, without it).
+train.mixed_precision_policy = lambda: "mixed_float16"
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_mixed_precision_may_change_on_resume(corpus_file, tmp_path):
+    """float32 -> float16 with loss scaling -> float32 again, each resumed from the other's
+    checkpoint (in other processes: the dtype policy is global)."""
+    model_dir = tmp_path / "model"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(
+        [str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    for extra in (["--max-steps", "3"], ["--resume", "--mixed-precision", "--max-steps", "6"],
+                  ["--resume", "--no-mixed-precision", "--max-steps", "8"]):
+        process = subprocess.run(
+            [sys.executable, "-c", MIXED_PRECISION_RESUME, "train", "--data", corpus_file,
+             "--model-dir", str(model_dir), *TINY, "--quiet", *extra],
+            capture_output=True, text=True, env=env, timeout=300)
+        assert process.returncode == 0, process.stderr[-3000:]
+        path, state = latest_state(model_dir)
+        assert state["step/.ATTRIBUTES/VARIABLE_VALUE"] == int(extra[-1])
+        assert all(np.isfinite(v).all() for v in state.values()
+                   if v.dtype.kind == "f" and v.ndim)
+        if "--mixed-precision" in extra:
+            assert state["loss_scale/dynamic_scale/.ATTRIBUTES/VARIABLE_VALUE"] > 0
+            assert train.read_config(str(model_dir))[1].mixed_precision
+    assert not train.read_config(str(model_dir))[1].mixed_precision
+
+
 def test_train_config_validation():
     for bad in (dict(epochs=0), dict(batch_size=-1), dict(patience=-1),
                 dict(learning_rate=0.0), dict(label_smoothing=1.0), dict(loss_chunks=0),
-                dict(loop_shards=0),
+                dict(loop_shards=0), dict(implementation="fast"), dict(jit_compile=1),
+                dict(source_column=3), dict(intra_op_threads=-1), dict(epochs=2.0),
                 dict(dev_fraction=0.6, test_fraction=0.5)):
         with pytest.raises(ValueError):
             train.TrainConfig(**bad)
@@ -332,21 +450,6 @@ def test_configure_threads_rejects_bad_sizes(bad):
         train.configure_threads(bad, 0)
 
 
-def test_latest_checkpoint_without_a_readable_list(tmp_path):
-    directory = tmp_path / "checkpoints"
-    directory.mkdir()
-    assert train._latest_checkpoint(str(directory)) is None
-    for number in (3, 12, 7):
-        for suffix in (".index", ".data-00000-of-00001"):
-            (directory / f"ckpt-{number}{suffix}").write_bytes(b"")
-    (directory / "ckpt-99_temp").mkdir()
-    assert train._latest_checkpoint(str(directory)) == str(directory / "ckpt-12")
-    (directory / "checkpoint").write_text("garbage {{{")
-    assert train._latest_checkpoint(str(directory)) == str(directory / "ckpt-12")
-    (directory / "checkpoint").write_text('model_checkpoint_path: "ckpt-7"\n')
-    assert train._latest_checkpoint(str(directory)) == str(directory / "ckpt-7")
-
-
 def test_resume_a_finished_run_with_more_epochs(corpus_file, reference, tmp_path, capsys):
     import shutil
 
@@ -363,11 +466,13 @@ def test_resume_a_finished_run_with_more_epochs(corpus_file, reference, tmp_path
     assert records[2]["tokens_per_s"] > 0
     _, state = latest_state(model_dir)
     assert state["step/.ATTRIBUTES/VARIABLE_VALUE"] == 3 * per_epoch
-    # How the step runs may change on resume too: the loss chunks and loop shards (the same
-    # loss) are taken.
-    assert train.read_config(str(model_dir))[1].loss_chunks == 2
-    assert train.read_config(str(model_dir))[1].loop_shards == 2
-    *_, resumed_config = train.prepare(
-        str(model_dir), data.read_corpus(str(corpus_file)), None,
-        train.TrainConfig(loss_chunks=3, loop_shards=1), resume=True)
-    assert resumed_config.loss_chunks == 3 and resumed_config.loop_shards == 1
+    # What a later --resume goes on with: this run's options, which it wrote.
+    assert train.read_config(str(model_dir))[1].epochs == 3
+    # How the step runs may change on resume too (the same loss): the loss chunks, loop
+    # shards and implementation given are taken, the rest are the model's.
+    _, resumed, _ = train.resume_configs(
+        train.ModelDir(model_dir), {"loss_chunks": 3, "loop_shards": 1,
+                                    "implementation": "reference"})
+    assert (resumed.loss_chunks, resumed.loop_shards, resumed.implementation) == (
+        3, 1, "reference")
+    assert resumed.epochs == 3 and resumed.vocab_size == 400
