@@ -117,17 +117,20 @@ print(f"{len(subset):,} pairs, e.g. {subset[0]}")
 #
 # The decoder reads `START y_1 … y_n` and is scored on predicting `y_1 … y_n END`; the
 # loss is the mean of $-\log p(y_t \mid y_{<t}, x)$ over the real target tokens of the
-# batch (padding excluded, see notebook 3). `train.make_train_step` wraps one update in
-# a `tf.function`: the gradient tape, the masked loss, the gradients and Adam (learning
-# rate 1e-3, gradients clipped to norm 1). Epochs, logging and checkpoints stay in plain
-# Python around it.
+# batch (padding excluded, see notebook 3). `train.train_step` is one update: the gradient
+# tape, the masked loss, the gradients and Adam (learning rate 1e-3, gradients clipped to
+# norm 1). It is the step that `bahdanau-keras train` runs; `train.make_train_step` makes it
+# a `tf.function`, and epochs, logging and checkpoints stay in plain Python around it. Two
+# of its lines let the same function run on several devices and in float16 (the token count
+# of the whole batch across devices, and the scaling that float16 gradients need); on one
+# device in float32 they change nothing.
 
 # %%
 import inspect
 
 from bahdanau_keras import train
 
-print(inspect.getsource(train.make_train_step))
+print(inspect.getsource(train.train_step))
 
 # %% [markdown]
 # A model and its tokenizers, sized down from the shipped model (which uses 256/512):
@@ -154,7 +157,7 @@ translator = Translator(source_tokenizer.vocab_size, target_tokenizer.vocab_size
 optimizer = train.make_optimizer(train.TrainConfig())
 optimizer.build(translator.trainable_variables)  # its variables, before the first step
 train_step = train.make_train_step(translator, optimizer)
-print(f"{translator.count_params():,} parameters; step signature: {train_step.input_signature}")
+print(f"{translator.count_params():,} parameters")
 
 # %% [markdown]
 # Twenty updates on one batch: the loss per token falls quickly, as the model learns

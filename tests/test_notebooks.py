@@ -151,7 +151,8 @@ def test_readme_links_every_notebook_to_colab():
 
 
 # What a learner should not have to read: the machinery of the fast paths.
-INTERNALS = re.compile(r"inspect\.getsource\((?!Decoder\.cell\b)|query_offset|replica|"
+INTERNALS = re.compile(r"inspect\.getsource\((?!Decoder\.cell\b|train\.train_step\b)|"
+                       r"query_offset|replica|"
                        r"loss.scal|jit_compile|tracing|traced|kernel cache|thread pool",
                        re.IGNORECASE)
 
