@@ -62,7 +62,8 @@ def colab_install(checkout):
         except metadata.PackageNotFoundError:
             return None
 
-    if not (checkout / "pyproject.toml").is_file():  # a clone made earlier is reused
+    reused = (checkout / "pyproject.toml").is_file()  # a clone made earlier is reused
+    if not reused:
         run(f"cloning {REPOSITORY}", ["git", "clone", "--depth", "1", REPOSITORY, str(checkout)])
     tensorflow, keras = version("tensorflow"), version("keras")
     if tensorflow is None or keras is None:
@@ -78,6 +79,8 @@ def colab_install(checkout):
     run(f"installing {' and '.join(packages)}",
         [sys.executable, "-m", "pip", "install", "--quiet", "--constraint", str(constraints),
          *packages])
+    print(f"Set-up: {checkout} ({'reused' if reused else 'cloned'}) installed, with Colab's "
+          f"TensorFlow {tensorflow} and Keras {keras}")
 
 
 if "google.colab" in sys.modules:

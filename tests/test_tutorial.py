@@ -241,9 +241,11 @@ class FakeColab:
 COLAB_2026 = {"tensorflow": "2.20.0", "keras": "3.13.2", "tensorflow-text": "2.20.1"}
 
 
-def test_setup_cell_in_colab(monkeypatch, tmp_path):
+def test_setup_cell_in_colab(monkeypatch, tmp_path, capsys):
     colab = FakeColab(monkeypatch, tmp_path, COLAB_2026)
     namespace = colab.setup()
+    assert capsys.readouterr().out == (f"Set-up: {colab.checkout} (cloned) installed, with "
+                                       "Colab's TensorFlow 2.20.0 and Keras 3.13.2\n")
     clone, pip = colab.commands
     assert clone == ["git", "clone", "--depth", "1", REPOSITORY, str(colab.checkout)]
     assert pip[:3] == [sys.executable, "-m", "pip"] and pip[3] == "install"
@@ -255,12 +257,13 @@ def test_setup_cell_in_colab(monkeypatch, tmp_path):
     assert sys.path[0] == str(colab.checkout)
 
 
-def test_setup_cell_reuses_a_clone(monkeypatch, tmp_path):
+def test_setup_cell_reuses_a_clone(monkeypatch, tmp_path, capsys):
     colab = FakeColab(monkeypatch, tmp_path, COLAB_2026)
     (colab.checkout / "notebooks").mkdir(parents=True)
     (colab.checkout / "pyproject.toml").write_text("[project]\n")
     colab.setup()
     assert [command[0] for command in colab.commands] == [sys.executable]  # pip only
+    assert "(reused) installed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text_version", [None, "2.19.0"])
