@@ -165,6 +165,44 @@ def test_step_by_step_is_the_keras_model(lite, tiny_trained):
     assert np.all(weights[0, 4:] == 0)
 
 
+def test_model_variants_convert_to_their_equations():
+    """Weight-normalised attention, a tanh readout and an untied output layer: the converted
+    step gives the Keras model's log-probabilities."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    from bahdanau_keras import litert_export
+    from bahdanau_keras.model import Translator
+
+    translator = Translator(source_vocab_size=37, target_vocab_size=41, embedding_dim=8,
+                            encoder_units=5, decoder_units=7, attention_units=6, maxout=False,
+                            tie_embeddings=False, normalize_attention=True)
+    rng = np.random.default_rng(3)
+    attention = translator.decoder.attention
+    attention.score_bias.assign(rng.normal(size=attention.score_bias.shape))
+    attention.score_scale.assign(1.7)
+    translator.decoder.output_dense.bias.assign(rng.normal(size=[41]))
+    weights = litert_export.model_weights(translator)
+    encoder = Interpreter(model_content=litert_export.convert(
+        litert_export.encoder_function(weights)))
+    step = Interpreter(model_content=litert_export.convert(
+        litert_export.decoder_step_function(weights)))
+    source = np.asarray([[5, 9, 14, 2, 0], [7, 8, 11, 12, 2]], np.int32)
+    target_in = np.asarray([[1, 4, 6], [1, 15, 5]], np.int32)
+    logits, expected_attention = translator((tf.constant(source), tf.constant(target_in)))
+    expected = tf.nn.log_softmax(logits).numpy()
+    encoded = encoder.get_signature_runner()(source_ids=source)
+    state = encoded["initial_state"]
+    for i in range(target_in.shape[1]):
+        outputs = step.get_signature_runner()(
+            previous_tokens=target_in[:, i], state=state, keys=encoded["keys"],
+            annotations=encoded["annotations"], source_mask=(source != 0).astype(np.float32))
+        state = outputs["state"]
+        np.testing.assert_allclose(outputs["log_probs"], expected[:, i], atol=1e-5)
+        np.testing.assert_allclose(outputs["attention"], expected_attention.numpy()[:, i],
+                                   atol=1e-6)
+
+
 def test_models_use_builtin_operations_only(litert_dirs):
     """No Flex (TensorFlow) and no custom operation: an app needs no TensorFlow delegate."""
     from ai_edge_litert import schema_py_generated as schema
@@ -213,7 +251,8 @@ def test_smaller_weights_translate_like_float32(litert_dirs, lite):
         translations = litert.LiteTranslator(litert_dirs[weights]).translate(sentences)
         assert all(translations), weights
         same = sum(a == b for a, b in zip(translations, float32))
-        assert same >= (45 if weights == "float16" else 25), (weights, same)
+        print(f"{weights}: {same} of {len(sentences)} translations as float32's")
+        assert same >= (48 if weights == "float16" else 35), (weights, same)
 
 
 def test_translator_works_where_tensorflow_cannot_be_imported(litert_dirs, lite):
@@ -302,10 +341,11 @@ def test_top_k_is_tensorflows():
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
-    for k in (1, 3, 7, 12):
+    for k in (1, 3, 7, 9, 11, 12):
         # Few distinct values: many ties, which top_k breaks by the lower index.
         values = rng.integers(0, 4, size=(6, 12)).astype(np.float32)
         values[0, :] = -np.inf
+        values[1, 2:] = -np.inf
         expected = tf.math.top_k(values, k=k)
         top_values, indices = litert.top_k(values, k)
         np.testing.assert_array_equal(indices, expected.indices.numpy())
