@@ -169,15 +169,6 @@ class ResumeConflict(ValueError):
         self.name, self.saved, self.given = name, saved, given
 
 
-def rule(name):
-    """The rule on resume of the `TrainConfig` field `name`: `FIXED`, `KEPT` or `PER_RUN`."""
-    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
-    if name not in fields:
-        raise ValueError(f"`{name}` is not a field of TrainConfig. Expected one of "
-                         f"{sorted(fields)}.")
-    return fields[name].metadata["rule"]
-
-
 def require_unchanged(saved, changes, names=None):
     """Raise `ResumeConflict` for the first of `changes` (field name -> value) among `names`
     (default: all) whose value differs from that of the dataclass `saved`."""

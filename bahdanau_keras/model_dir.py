@@ -59,13 +59,19 @@ class TrainedModel:
     data: dict  # {"path", "pairs", "pairs_sha1", "train_pairs", "dev_pairs", "test_pairs"}
 
 
-def latest_checkpoint(directory):
-    """`tf.train.latest_checkpoint(directory)`; when the `checkpoint` list is missing or
-    unreadable (TensorFlow then ignores the directory), the highest-numbered checkpoint."""
+def listed_checkpoint(directory):
+    """The latest checkpoint in the `checkpoint` list of `directory`
+    (`tf.train.latest_checkpoint`), or None when the list is missing or unreadable."""
     try:
-        path = tf.train.latest_checkpoint(directory)
+        return tf.train.latest_checkpoint(directory)
     except Exception:  # noqa: BLE001 - a text-format parse error, an OpError...
-        path = None
+        return None
+
+
+def latest_checkpoint(directory):
+    """`listed_checkpoint(directory)`; when the `checkpoint` list is missing or unreadable
+    (TensorFlow then ignores the directory), the highest-numbered checkpoint."""
+    path = listed_checkpoint(directory)
     if path is None and os.path.isdir(directory):
         numbers = [int(name[len("ckpt-"):-len(".index")]) for name in os.listdir(directory)
                    if name.startswith("ckpt-") and name.endswith(".index")
@@ -209,11 +215,11 @@ class ModelDir:
             return manager.save(checkpoint_number=step)
         except WRITE_ERRORS as error:
             prefix = os.path.join(manager.directory, f"ckpt-{step}")
-            good = latest_checkpoint(manager.directory)
-            if good != prefix:  # not listed: incomplete
+            if listed_checkpoint(manager.directory) != prefix:  # not listed: incomplete
                 shutil.rmtree(prefix + "_temp", ignore_errors=True)
                 for path in glob.glob(glob.escape(prefix) + ".*"):
                     os.remove(path)
+            good = latest_checkpoint(manager.directory)
             still = (f"the last good checkpoint is {good}" if good
                      else "no checkpoint was written before")
             raise TrainingError(f"cannot write the checkpoint {prefix} ({first_line(error)}); "

@@ -2,6 +2,7 @@
 traceback; `translate` reads arguments, stdin or a file and writes text or JSON."""
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -117,7 +118,7 @@ def test_malformed_corpus_line(capsys, tmp_path, line, reason):
 def test_unknown_language_column(capsys, corpus, tmp_path):
     code, _, err = run(capsys, "train", "--data", corpus, "--model-dir", tmp_path / "m",
                        "--source-column", "3")
-    assert_usage_error(code, err, "source_column", "3")
+    assert_usage_error(code, err, "--source-column", "'3'", "1 or 2")
     code, _, err = run(capsys, "train", "--data", corpus, "--model-dir", tmp_path / "m",
                        "--source-column", "2", "--target-column", "2")
     assert_usage_error(code, err, "same column")
@@ -218,6 +219,62 @@ def test_resume_keeps_the_models_corpus_and_options(capsys, monkeypatch, skipped
     assert (config.epochs, config.patience, config.checkpoint_every) == (4, 0, 7)
 
 
+def test_resume_takes_the_options_that_may_change(capsys, monkeypatch, skipped_model):
+    """The learning rate, the run's limits and how the step runs may change on --resume; the
+    limits of one run (--max-steps, --time-limit) do not carry over to the next."""
+    from bahdanau_keras import train
+
+    assert skipped_model["code"] == 0
+    calls = []
+    monkeypatch.setattr(train, "train", lambda *args, **kwargs: calls.append((args, kwargs)))
+    code, _, err = run(capsys, "train", "--model-dir", skipped_model["model_dir"], "--resume",
+                       "--quiet", "--skip-bad-lines", "--learning-rate", "0.0003",
+                       "--max-steps", "9", "--time-limit", "1.5", "--implementation",
+                       "reference", "--loss-chunks", "1", "--loop-shards", "3",
+                       "--mixed-precision", "--jit-compile", "--inter-op-threads", "1", *TINY)
+    assert code == 0, err
+    config = calls[-1][0][3]
+    assert (config.learning_rate, config.max_steps, config.time_limit) == (3e-4, 9, 1.5)
+    assert (config.implementation, config.loss_chunks, config.loop_shards) == (
+        "reference", 1, 3)
+    assert config.mixed_precision and config.jit_compile and config.inter_op_threads == 1
+    assert (config.vocab_size, config.batch_size, config.seed) == (400, 32, 0)  # the model's
+    assert calls[-1][0][2] == {"decoder_units": 32, "attention_units": 32,
+                               "encoder_units": 16, "embedding_dim": 16}  # as the model's
+
+    # The model directory keeps the last run's options (`train` writes them): a limit of one
+    # run is reset when not given, the rest is kept.
+    from bahdanau_keras import config as config_lib
+
+    saved = train.read_config(str(skipped_model["model_dir"]))[1]
+    again = config_lib.resumed(dataclasses.replace(saved, max_steps=9, learning_rate=3e-4), {})
+    assert (again.max_steps, again.learning_rate) == (0, 3e-4)
+
+
+@pytest.mark.parametrize("option, value, fragments", [
+    ("--vocab-size", "500", ["--vocab-size 500", "the model's 400"]),
+    ("--batch-size", "64", ["--batch-size 64", "the model's 32"]),
+    ("--seed", "3", ["--seed 3", "the model's 0"]),
+    ("--label-smoothing", "0.1", ["--label-smoothing 0.1", "the model's 0.0"]),
+    ("--target-column", "1", ["--target-column 1", "the model's 2"]),
+    ("--units", "64", ["--units 64", "the model's 32 (decoder_units)"]),
+    ("--embedding-dim", "8", ["--embedding-dim 8", "the model's 16"]),
+    ("--dropout", "0.3", ["--dropout 0.3", "the model's 0.0"]),
+])
+def test_resume_refuses_a_fixed_option_with_another_value(
+        capsys, monkeypatch, skipped_model, option, value, fragments):
+    from bahdanau_keras import train
+
+    calls = []
+    monkeypatch.setattr(train, "train", lambda *args, **kwargs: calls.append((args, kwargs)))
+    before = (skipped_model["model_dir"] / "config.json").read_bytes()
+    code, out, err = run(capsys, "train", "--model-dir", skipped_model["model_dir"],
+                         "--resume", "--skip-bad-lines", option, value)
+    assert_usage_error(code, err, *fragments, "cannot change on --resume")
+    assert out == "" and not calls
+    assert (skipped_model["model_dir"] / "config.json").read_bytes() == before
+
+
 def test_resume_on_a_corpus_that_is_gone(capsys, skipped_model, tmp_path):
     model_dir = tmp_path / "model"
     shutil.copytree(skipped_model["model_dir"], model_dir)
@@ -245,6 +302,84 @@ def test_resume_from_a_corrupt_checkpoint(capsys, skipped_model, tmp_path):
                        "--skip-bad-lines", *TINY)
     assert_usage_error(code, err, "checkpoint", "ckpt-")
     assert "checkpoint list is missing or unreadable" in err
+
+
+# -- the options' defaults are the configuration's ---------------------------------------------
+
+
+def captured_train(capsys, monkeypatch, *argv):
+    """`(model_config_overrides, train_config)` that `train` receives for `argv`."""
+    from bahdanau_keras import train
+
+    calls = []
+    monkeypatch.setattr(train, "train", lambda *args, **kwargs: calls.append(args))
+    code, _, err = run(capsys, "train", "--quiet", *argv)
+    assert code == 0, err
+    (_, _, overrides, config), = calls
+    return overrides, config
+
+
+def test_train_defaults_are_the_dataclass_defaults(capsys, monkeypatch, corpus, tmp_path):
+    from bahdanau_keras.config import TrainConfig
+
+    overrides, config = captured_train(capsys, monkeypatch, "--data", corpus, "--model-dir",
+                                       tmp_path / "m")
+    assert config == TrainConfig()
+    assert overrides == {}  # ModelConfig's own defaults
+    # Every field has its option, and every option given reaches its field.
+    values = {"source_column": 2, "target_column": 1, "dev_fraction": 0.1,
+              "test_fraction": 0.2, "vocab_size": 300, "max_length": 20, "seed": -4,
+              "batch_size": 8, "label_smoothing": 0.1, "clipnorm": 5.0, "epochs": 4,
+              "patience": 0, "checkpoint_every": 7, "learning_rate": 0.01, "max_steps": 3,
+              "time_limit": 0.5, "implementation": "fused", "loss_chunks": 3, "loop_shards": 1,
+              "mixed_precision": True, "jit_compile": True, "intra_op_threads": 1,
+              "inter_op_threads": 1}
+    assert sorted(values) == sorted(f.name for f in dataclasses.fields(TrainConfig))
+    argv = []
+    for name, value in values.items():
+        option = "--" + name.replace("_", "-")
+        argv += [option] if value is True else [option, str(value)]
+    overrides, config = captured_train(capsys, monkeypatch, "--data", corpus, "--model-dir",
+                                       tmp_path / "m", *argv, "--units", "10",
+                                       "--embedding-dim", "6", "--dropout", "0.5")
+    assert config == TrainConfig(**values)
+    assert overrides == {"decoder_units": 10, "attention_units": 10, "encoder_units": 5,
+                         "embedding_dim": 6, "dropout": 0.5}
+
+
+def test_sample_corpus_defaults(capsys, monkeypatch, tmp_path):
+    from bahdanau_keras import config
+
+    overrides, train_config = captured_train(capsys, monkeypatch, "--model-dir", tmp_path / "m")
+    assert overrides == config.SAMPLE_CORPUS_MODEL
+    assert train_config == config.TrainConfig(**config.SAMPLE_CORPUS_TRAINING)
+    overrides, train_config = captured_train(capsys, monkeypatch, "--model-dir", tmp_path / "m",
+                                             "--units", "48", "--epochs", "2")
+    assert overrides == {**config.SAMPLE_CORPUS_MODEL, "decoder_units": 48,
+                         "attention_units": 48, "encoder_units": 24}
+    assert (train_config.epochs, train_config.vocab_size) == (
+        2, config.SAMPLE_CORPUS_TRAINING["vocab_size"])
+
+
+def test_help_shows_the_dataclass_defaults(capsys):
+    from bahdanau_keras.config import TrainConfig
+    from bahdanau_keras.model import ModelConfig
+
+    def squashed(text):  # argparse wraps lines, also inside hyphenated words
+        return "".join(text.split())
+
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = squashed(capsys.readouterr().out)
+    for field in dataclasses.fields(TrainConfig):
+        default = field.default
+        if isinstance(default, bool):
+            default = "on" if default else "off"
+        assert squashed(f"{field.metadata['help']} (default: {default}") in text, field.name
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    assert squashed(f"readout in training (default: {defaults['dropout']})") in text
+    assert squashed(f"embedding size (default: {defaults['embedding_dim']}; 64 on") in text
+    assert squashed(f"have half each) (default: {defaults['decoder_units']}; 128 on") in text
 
 
 # -- translate ---------------------------------------------------------------------------------

@@ -74,15 +74,14 @@ MIRRORED = COMMON + textwrap.dedent(f"""
     for size in (8, 1):
         source, target = fixed_batch(size)
         keras.utils.set_random_seed(0)
-        single = Translator(40, 50, **{TINY})
+        single = Translator(40, 50, **{TINY}, loss_chunks=2, loop_shards=2)
         with strategy.scope():
-            mirrored = Translator(40, 50, **{TINY})
+            mirrored = Translator(40, 50, **{TINY}, loss_chunks=2, loop_shards=2)
         mirrored.set_weights(single.get_weights())
         updated = []
         for model, scope in ((single, None), (mirrored, strategy)):
             optimizer = keras.optimizers.SGD(0.5)
-            step = train.make_train_step(model, optimizer, strategy=scope, loss_chunks=2,
-                                         loop_shards=2)
+            step = train.make_train_step(model, optimizer, strategy=scope)
             loss_sum, count = step(tf.constant(source), tf.constant(target))
             updated.append((float(loss_sum), int(count), model.get_weights()))
         (loss_a, count_a, weights_a), (loss_b, count_b, weights_b) = updated
@@ -105,20 +104,17 @@ MIRRORED = COMMON + textwrap.dedent(f"""
 MIXED_AND_JIT = COMMON + textwrap.dedent(f"""
     import keras
     from bahdanau_keras import train
-    from bahdanau_keras.model import Translator
+    from bahdanau_keras.model import ModelConfig
 
     result = {{}}
     # XLA: the step of `train` compiled with jit_compile=True, on one batch shape.
     keras.utils.set_random_seed(0)
-    model = Translator(40, 50, **{TINY})
-    optimizer = train.make_optimizer(train.TrainConfig(learning_rate=1e-2, jit_compile=True))
+    # The translator `train` builds for an XLA step (the loss and the loop in one piece each).
+    config = train.TrainConfig(learning_rate=1e-2, jit_compile=True)
+    model = train.build_translator(ModelConfig(40, 50, **{TINY}), config)
+    optimizer = train.make_optimizer(config)
     optimizer.build(model.trainable_variables)
-    # With the loss chunks and loop shards of `train`'s default configuration (one piece
-    # each under XLA).
-    defaults = train.TrainConfig()
-    step = train.make_train_step(model, optimizer, jit_compile=True,
-                                 loss_chunks=defaults.loss_chunks,
-                                 loop_shards=defaults.loop_shards)
+    step = train.make_train_step(model, optimizer, jit_compile=True)
     source, target = fixed_batch(8)
     losses = []
     for _ in range(8):
