@@ -39,6 +39,32 @@ This counts the work the model needs ("model FLOPs", real tokens only); the `exe
 figure counts the same formula on the padded batch shapes the step actually computes
 (the encoder and the decoder loop also run over padding; the deep output and the
 vocabulary projection do not, they run on the real tokens only).
+
+Decoding (`decode`, `serve`) counts the forward formula above per sentence (`decode_flops`),
+with S = the source tokens the encoder reads (its end token included) and T = the output
+tokens of the translation (its end token included: one decoder step each). About 10 MFLOP per
+output token at the shipped sizes, nearly all of it the GRU (2·3D·(E + C + D)), the deep output
+and the vocabulary projection (2·R·V). Beam search of width K counts K hypotheses for each of
+those T steps (K · T · per-token work, plus the encoder once): a lower bound of the search's
+real work, which also runs the beam's other hypotheses until they end. Both print
+`greedy_flops_vs_matmul` / `beam4_flops_vs_matmul`, that FLOP rate divided by the 2048³
+product's, measured in the same run (`matmul_rate_in_fresh_process`).
+
+`serve` measures what users run: `bench sentences` writes held-out source sentences to a file
+(the test split of a model's corpus: never commit its text), then
+
+    python -m bahdanau_keras.bench sentences --model saved_models/en-fr --count 1500 \\
+        --output /tmp/test1500.en
+    python -m bahdanau_keras.bench serve --saved-model saved_models/en-fr \\
+        --sentences /tmp/test1500.en [--model-dir runs/en-fr]
+
+translates the file in fresh processes: one that imports only `tensorflow` and
+`tensorflow_text`, loads the SavedModel with `tf.saved_model.load` and calls its `translate`
+and `translate_beam` functions in batches in file order, as the SavedModel's README shows;
+one that builds the in-memory `TranslatorModule` from a model directory and calls it the same
+way; and `bahdanau-keras translate --input` itself. `unpack` rebuilds a model directory from a
+SavedModel written by `export` (its configuration, vocabularies and weights), for the
+in-memory comparison of a model shipped only as a SavedModel.
 """
 
 import argparse
@@ -100,6 +126,21 @@ def forward_flops(config, source_lengths, target_lengths):
     per_target_token = (2 * D * A + 2 * S * (A + C) + 2 * 3 * D * (E + C + D)
                         + 2 * P * R * (D + E + C) + 2 * R * V)
     return float(np.sum(encoder + T * per_target_token))
+
+
+def decode_flops(config, source_lengths, output_lengths, beam_width=1):
+    """Model FLOPs of decoding sentences, from `ModelConfig` sizes and per-sentence lengths.
+
+    `source_lengths[k]` counts the source tokens the encoder reads for sentence `k` (its end
+    token included), `output_lengths[k]` the tokens of its translation (its end token
+    included): one decoder step each. The forward formula of the module docstring, the
+    decoder's part counted `beam_width` times (every hypothesis of the beam takes each step).
+    """
+    source = np.asarray(source_lengths, np.float64)
+    output = np.asarray(output_lengths, np.float64)
+    encoder = forward_flops(config, source, 0)
+    decoder = forward_flops(config, source, output) - encoder
+    return encoder + beam_width * decoder
 
 
 def step_flops(config, source, target):
@@ -306,7 +347,7 @@ def _pad_rows(rows):
 
 
 def decode_batches(args):
-    """`(translator, [int32 [batch, src_len]], note)` for `bench decode`."""
+    """`(translator, model_config, [int32 [batch, src_len]], note)` for `bench decode`."""
     from bahdanau_keras.model import Translator
 
     rng = np.random.default_rng(args.seed)
@@ -325,7 +366,8 @@ def decode_batches(args):
         picked = rng.permutation(len(sources))[: args.sentences]
         pieces = trained.source_tokenizer.tokenize(tf.constant([sources[i] for i in picked]))
         rows = [list(r) + [END_ID] for r in pieces.numpy()]
-        translator, note = trained.translator, f"{args.model_dir}, test split of {corpus}"
+        translator, config = trained.translator, trained.model_config
+        note = f"{args.model_dir}, test split of {corpus}"
     else:
         source_ids, target_ids = read_ids(args.ids)
         config = model_config_for(source_ids, target_ids, args.units, args.embedding_dim)
@@ -338,37 +380,347 @@ def decode_batches(args):
     rows.sort(key=len)  # batch sentences of similar length, as a server would
     batches = [_pad_rows(rows[i:i + args.batch_size])
                for i in range(0, len(rows), args.batch_size)]
-    return translator, batches, note
+    return translator, config, batches, note
 
 
 def bench_decode(args, out=print):
-    """Sentences per second of greedy and beam-search decoding at `--batch-size`."""
+    """Sentences per second of greedy and beam-search decoding at `--batch-size`, and the
+    model FLOP rate (`decode_flops`) against the matrix-product rate of the same run."""
     import tensorflow as tf
 
     from bahdanau_keras.decode import beam_search_decode, greedy_decode
 
     threads = configure_threads(args, training=False)
-    translator, batches, note = decode_batches(args)
+    translator, config, batches, note = decode_batches(args)
     spec = tf.TensorSpec([None, None], tf.int32)
-    greedy = tf.function(lambda s: greedy_decode(translator, s)["tokens"],
+
+    def outputs(result):
+        return result["tokens"], result["lengths"]
+
+    greedy = tf.function(lambda s: outputs(greedy_decode(translator, s)),
                          input_signature=[spec])
-    beam = tf.function(lambda s: beam_search_decode(translator, s, args.beam)["tokens"],
+    beam = tf.function(lambda s: outputs(beam_search_decode(translator, s, args.beam)),
                        input_signature=[spec])
     out(f"decode: {note}; {sum(len(b) for b in batches)} sentences in batches of "
         f"{args.batch_size}; {threads}")
+    source_lengths = np.concatenate([np.count_nonzero(b, axis=1) for b in batches])
     result = {}
-    searches = [("greedy", greedy)] + ([(f"beam{args.beam}", beam)] if args.beam > 1 else [])
-    for name, search in searches:
-        search(batches[0]).numpy()  # trace and warm up
+    searches = [("greedy", greedy, 1)]
+    if args.beam > 1:
+        searches.append((f"beam{args.beam}", beam, args.beam))
+    for name, search, width in searches:
+        search(batches[0])[0].numpy()  # trace and warm up
         started = time.perf_counter()
-        count = 0
-        for batch in batches:
-            count += int(search(batch).shape[0])
+        lengths = [search(batch)[1] for batch in batches]
+        lengths = np.concatenate([x.numpy() for x in lengths])  # the last batch has ended
         seconds = time.perf_counter() - started
-        result[name] = count / seconds
-        out(f"{name}_sentences_per_s {count / seconds:.1f}")
+        flops = decode_flops(config, source_lengths, lengths, width)
+        result[name] = {"sentences_per_s": len(lengths) / seconds,
+                        "output_tokens": int(lengths.sum()), "model_flops_per_s": flops / seconds}
+        out(f"{name}_sentences_per_s {len(lengths) / seconds:.1f} ({int(lengths.sum())} output "
+            f"tokens, {flops / len(lengths) / 1e6:.1f} MFLOP a sentence)")
     out(f"peak_rss_mb {peak_rss_mb():.0f}")
+    matmul = matmul_rate_in_fresh_process(args.matmul_size)
+    report_flop_rates(result, matmul, args.matmul_size, out)
     return result
+
+
+def report_flop_rates(result, matmul, matmul_size, out=print):
+    """Print each search's model FLOP rate and its ratio to the matrix product's rate."""
+    out(f"matmul_{matmul_size}_gflop_per_s {matmul / 1e9:.4g} (fp32, a separate process "
+        "with TensorFlow's default threads: all cores)")
+    for name, figures in result.items():
+        rate = figures["model_flops_per_s"]
+        out(f"{name}_model_gflop_per_s {rate / 1e9:.4g}")
+        out(f"{name}_flops_vs_matmul {rate / matmul:.3g}")
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+def read_model_configuration(path):
+    """`(ModelConfig, TrainConfig, data)` of a model directory, or of a SavedModel written by
+    `export` (from its `assets/config.json`)."""
+    from bahdanau_keras.model_dir import CONFIG_FILE, ModelDir
+
+    for directory in (path, os.path.join(path, "assets")):
+        if os.path.exists(os.path.join(directory, CONFIG_FILE)):
+            return ModelDir(directory).read_config()
+    raise ValueError(f"{path}: expected a model directory ({CONFIG_FILE}) or a SavedModel "
+                     f"written by `bahdanau-keras export` (assets/{CONFIG_FILE}). Received a "
+                     f"{'directory' if os.path.isdir(path) else 'path'} without either")
+
+
+def write_sentences(model, output, count, corpus=None, split="test"):
+    """Write the first `count` source sentences of a split of a model's corpus to `output`,
+    one a line (the split exactly as training made it). Returns how many were written."""
+    from bahdanau_keras import evaluate
+
+    _, train_config, data = read_model_configuration(model)
+    corpus = corpus or data.get("path")
+    if not corpus:
+        raise ValueError(f"{model} does not name its corpus: give it with --data")
+    sources, _ = evaluate.test_split(corpus, train_config, split)
+    if not sources:
+        raise ValueError(f"{corpus}: the {split} split is empty")
+    chosen = sources[:count]
+    with open(output, "w", encoding="utf-8") as f:
+        f.write("".join(sentence + "\n" for sentence in chosen))
+    return len(chosen)
+
+
+def _sentencepiece_models(saved_model):
+    """The serialised source and target SentencePiece models inside a SavedModel written by
+    `export`: the `model` attribute of the op that creates each tokenizer's resource."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    graph = proto.meta_graphs[0]
+    nodes = graph.object_graph_def.nodes
+    functions = {f.signature.name: f for f in graph.graph_def.library.function}
+
+    def child(node_id, name):
+        for reference in nodes[node_id].children:
+            if reference.local_name == name:
+                return reference.node_id
+        raise ValueError(f"{saved_model}: not a translator written by `bahdanau-keras "
+                         f"export` (no {name!r} in its object graph)")
+
+    models = []
+    for tokenizer in ("source_tokenizer", "target_tokenizer"):
+        resource = child(child(child(0, tokenizer), "sentencepiece"), "_model_resource")
+        creator = nodes[child(resource, "_create_resource")].function.concrete_functions[0]
+        found = [node.attr["model"].s for node in functions[creator].node_def
+                 if node.op == "SentencepieceOp"]
+        if len(found) != 1 or not found[0]:
+            raise ValueError(f"{saved_model}: no SentencePiece model found for {tokenizer}")
+        models.append(found[0])
+    return models
+
+
+def unpack_saved_model(saved_model, output):
+    """Rebuild a model directory at `output` from a SavedModel written by `export`: its
+    `config.json` (and `history.json`) from the assets, the vocabularies from the graph and the
+    weights (as `best/`) from its variables. `load_trained(output)` then gives the in-memory
+    `Translator` of the SavedModel, weight for weight."""
+    import shutil
+
+    import tensorflow as tf
+
+    from bahdanau_keras.model import Translator
+    from bahdanau_keras.model_dir import HISTORY_FILE, ModelDir
+    from bahdanau_keras.text import SubwordTokenizer
+
+    model_config, train_config, data = read_model_configuration(saved_model)
+    if not os.path.exists(os.path.join(saved_model, "saved_model.pb")):
+        raise ValueError(f"{saved_model}: not a SavedModel (no saved_model.pb)")
+    directory = ModelDir(output)
+    if directory.exists():
+        raise ValueError(f"{output}: already holds a model; choose another --output")
+    source_model, target_model = _sentencepiece_models(saved_model)
+    translator = Translator.from_model_config(model_config)
+    # The SavedModel's root holds the translator as `translator`; every weight must be found.
+    tf.train.Checkpoint(translator=translator).read(
+        os.path.join(saved_model, "variables", "variables")).assert_existing_objects_matched()
+    os.makedirs(output, exist_ok=True)
+    directory.write_vocabularies(SubwordTokenizer(source_model), SubwordTokenizer(target_model))
+    directory.save(directory.best_manager(translator), 1)
+    history = os.path.join(saved_model, "assets", HISTORY_FILE)
+    if os.path.exists(history):
+        shutil.copy(history, directory.file(HISTORY_FILE))
+    directory.write_config(model_config, train_config, data)  # last: a complete directory
+    return output
+
+
+def read_sentence_file(path):
+    """The lines of a UTF-8 file, without their line endings (undecodable bytes replaced)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        sentences = [line.rstrip("\r\n") for line in f]
+    if not sentences:
+        raise ValueError(f"{path}: no sentences")
+    return sentences
+
+
+def serve_worker(args, out=print):
+    """One fresh-process measurement of `bench serve`: import, load, translate the file in
+    batches in file order (the first pass from a cold start, then `--passes` more), and print
+    the timings as one JSON line. `--kind saved_model` loads the SavedModel as its README
+    shows, with `tensorflow` and `tensorflow_text` only; `--kind in_memory` builds the
+    `TranslatorModule` from a model directory."""
+    import json
+
+    spawned = args.spawned
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the SentencePiece and normalisation ops)
+
+    imported = time.time()
+    if args.kind == "saved_model":
+        module = tf.saved_model.load(args.path)
+    else:
+        from bahdanau_keras.export import TranslatorModule
+        from bahdanau_keras.train import load_trained
+
+        trained = load_trained(args.path)
+        module = TranslatorModule(trained.translator, trained.source_tokenizer,
+                                  trained.target_tokenizer)
+    loaded = time.time()
+    if args.beam > 1:
+        width, alpha, beta = (tf.constant(args.beam), tf.constant(0.6, tf.float32),
+                              tf.constant(0.0, tf.float32))
+
+        def translate(texts):
+            return module.translate_beam(texts, width, alpha, beta)
+    else:
+        translate = module.translate
+    sentences = read_sentence_file(args.sentences)
+    batches = [sentences[i:i + args.batch_size]
+               for i in range(0, len(sentences), args.batch_size)]
+
+    def translate_batch(batch, lengths):
+        result = translate(tf.constant(batch, tf.string))
+        result["translation"].numpy()  # what a user reads
+        lengths.append(np.stack([
+            np.count_nonzero(result[name].numpy() != b"", axis=1)
+            for name in ("source_tokens", "target_tokens")], axis=1))
+
+    lengths = []
+    translate_batch(batches[0], lengths)
+    first = time.time()
+    for batch in batches[1:]:
+        translate_batch(batch, lengths)
+    cold_end = time.time()
+    passes = []
+    for _ in range(args.passes):
+        lengths = []
+        started = time.perf_counter()
+        for batch in batches:
+            translate_batch(batch, lengths)
+        passes.append(time.perf_counter() - started)
+    lengths = np.concatenate(lengths)
+    out(json.dumps({
+        "sentences": len(sentences), "import_s": imported - spawned,
+        "load_s": loaded - imported, "first_translation_s": first - spawned,
+        "cold_pass_end_s": cold_end - spawned, "steady_pass_s": passes,
+        "source_lengths": lengths[:, 0].tolist(), "output_lengths": lengths[:, 1].tolist(),
+        "peak_rss_mb": peak_rss_mb()}))
+
+
+def _package_env():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def run_serve_worker(kind, path, args, beam):
+    """`serve_worker` in a fresh process; returns its figures."""
+    import json
+
+    command = [sys.executable, "-m", "bahdanau_keras.bench", "serve-worker", "--kind", kind,
+               "--path", path, "--sentences", args.sentences, "--batch-size",
+               str(args.batch_size), "--beam", str(beam), "--passes", str(args.passes)]
+    spawned = time.time()
+    process = subprocess.run(command + ["--spawned", repr(spawned)], capture_output=True,
+                             text=True, env=_package_env(), timeout=3600)
+    if process.returncode:
+        raise RuntimeError(f"the {kind} measurement failed (exit {process.returncode}): "
+                           + " | ".join(process.stderr.strip().splitlines()[-3:]))
+    return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+def run_cli(saved_model, sentences, beam):
+    """Seconds `bahdanau-keras translate --input` takes from its start to its end."""
+    command = [sys.executable, "-m", "bahdanau_keras", "translate", "--model-dir", saved_model,
+               "--input", sentences] + (["--beam", str(beam)] if beam > 1 else [])
+    started = time.perf_counter()
+    process = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True, env=_package_env(), timeout=3600)
+    seconds = time.perf_counter() - started
+    if process.returncode:
+        raise RuntimeError(f"bahdanau-keras translate failed (exit {process.returncode}): "
+                           + " | ".join(process.stderr.strip().splitlines()[-3:]))
+    return seconds
+
+
+def bench_serve(args, out=print):
+    """The user's path: the SavedModel and the in-memory model in fresh processes, and the
+    command line, on a file of raw sentences; greedy and beam search. Returns the figures."""
+    model_config, _, _ = read_model_configuration(args.saved_model)
+    count = len(read_sentence_file(args.sentences))
+    paths = [("saved_model", args.saved_model)]
+    if args.model_dir:
+        paths.append(("in_memory", args.model_dir))
+    out(f"serve: {count} sentences from {args.sentences}, batches of {args.batch_size} in file "
+        f"order; SavedModel {args.saved_model}; model directory {args.model_dir or '-'}; "
+        f"{args.passes} steady passes a process, best of {args.repeats} processes")
+    if not args.model_dir:
+        out("in_memory: not measured: the in-memory comparison needs a model directory "
+            "(--model-dir; `bench unpack` rebuilds one from a SavedModel)")
+    searches = [("greedy", 1)] + ([(f"beam{args.beam}", args.beam)] if args.beam > 1 else [])
+    runs = {(search, kind): [] for search, _ in searches for kind, _ in paths}
+    cli_seconds = {search: [] for search, _ in searches}
+    for _ in range(args.repeats):
+        for search, beam in searches:  # every path and the command line, one after the other
+            for kind, path in paths:
+                runs[search, kind].append(run_serve_worker(kind, path, args, beam))
+            if args.cli:
+                cli_seconds[search].append(run_cli(args.saved_model, args.sentences, beam))
+    matmul = matmul_rate_in_fresh_process(args.matmul_size)
+    result = {}
+    for search, beam in searches:
+        out(f"# {search}")
+        for kind, _ in paths:
+            figures = summarize_serve_runs(runs[search, kind], model_config, beam)
+            result[search, kind] = figures
+            out(f"{kind}_{search}_sentences_per_s {figures['sentences_per_s']:.1f} (steady: the "
+                f"best pass, {figures['pass_s']:.2f} s for {count} sentences)")
+            out(f"{kind}_{search}_with_startup_sentences_per_s "
+                f"{figures['with_startup_sentences_per_s']:.1f} (a fresh process: import "
+                f"{figures['import_s']:.2f} s, load {figures['load_s']:.2f} s, all {count} "
+                f"translated after {figures['cold_pass_end_s']:.2f} s)")
+            out(f"{kind}_{search}_first_translation_s {figures['first_translation_s']:.2f}")
+            out(f"{kind}_{search}_peak_rss_mb {figures['peak_rss_mb']:.0f}")
+        saved = result[search, "saved_model"]
+        if args.model_dir:
+            memory = result[search, "in_memory"]
+            out(f"saved_model_vs_in_memory_{search} "
+                f"{saved['sentences_per_s'] / memory['sentences_per_s']:.3f} (steady rates)")
+        if cli_seconds[search]:
+            best = min(cli_seconds[search])
+            reference = saved["import_s"] + saved["load_s"] + saved["pass_s"]
+            result[search, "cli"] = {"seconds": best, "vs_saved_model": best / reference}
+            out(f"cli_{search}_seconds {best:.2f} (`bahdanau-keras translate --input`, "
+                f"{count} sentences; every run: "
+                + ", ".join(f"{s:.2f}" for s in cli_seconds[search]) + ")")
+            out(f"cli_vs_saved_model_{search} {best / reference:.3f} (the command's time / the "
+                f"SavedModel's import, load and one steady pass: {reference:.2f} s)")
+    report_flop_rates({search: result[search, "saved_model"] for search, _ in searches},
+                      matmul, args.matmul_size, out)
+    return result
+
+
+def summarize_serve_runs(runs, model_config, beam):
+    """The best figures of `serve_worker` runs (the fastest pass; the quickest start-up), with
+    the model FLOP rate of the best pass (`decode_flops`)."""
+    best_pass = min(min(run["steady_pass_s"]) for run in runs)
+    first = runs[0]
+    flops = decode_flops(model_config, first["source_lengths"], first["output_lengths"], beam)
+    return {
+        "sentences_per_s": first["sentences"] / best_pass, "pass_s": best_pass,
+        "with_startup_sentences_per_s": first["sentences"] / min(
+            run["cold_pass_end_s"] for run in runs),
+        "cold_pass_end_s": min(run["cold_pass_end_s"] for run in runs),
+        "import_s": min(run["import_s"] for run in runs),
+        "load_s": min(run["load_s"] for run in runs),
+        "first_translation_s": min(run["first_translation_s"] for run in runs),
+        "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+        "output_tokens": int(np.sum(first["output_lengths"])),
+        "model_flops_per_s": flops / best_pass,
+    }
 
 
 # -- compare ----------------------------------------------------------------------------------
@@ -488,8 +840,11 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m bahdanau_keras.bench",
         description="Training and decoding throughput on token-id .npz files "
-                    "(../shared/peers/make_ids.py), side by side with the peers.")
-    commands = parser.add_subparsers(dest="command", required=True)
+                    "(../shared/peers/make_ids.py), side by side with the peers; serving "
+                    "throughput on raw sentences.")
+    commands = parser.add_subparsers(
+        dest="command", required=True,
+        metavar="{train,decode,serve,sentences,unpack,compare}")
 
     def sizes(command, steps):
         command.add_argument("--units", type=positive_int, default=512,
@@ -539,6 +894,56 @@ def build_parser():
     decode.add_argument("--beam", type=positive_int, default=4, help="beam width (1: greedy only)")
     decode.add_argument("--sentences", type=positive_int, default=640,
                         help="sentences decoded by each search")
+    decode.add_argument("--matmul-size", type=positive_int, default=2048,
+                        help="size of the reference fp32 matrix product")
+
+    serve = commands.add_parser(
+        "serve", help="the user's path: a SavedModel (and the in-memory model, and the command "
+                      "line) translating a file of raw sentences in fresh processes")
+    serve.add_argument("--saved-model", required=True,
+                       help="a SavedModel written by `bahdanau-keras export`")
+    serve.add_argument("--sentences", required=True,
+                       help="raw sentences, one a line (`bench sentences` writes held-out ones)")
+    serve.add_argument("--model-dir", default=None,
+                       help="the SavedModel's model directory, for the in-memory comparison "
+                            "(`bench unpack` rebuilds one from the SavedModel)")
+    serve.add_argument("--batch-size", type=positive_int, default=64,
+                       help="sentences a call, in file order")
+    serve.add_argument("--beam", type=positive_int, default=4, help="beam width (1: greedy only)")
+    serve.add_argument("--passes", type=positive_int, default=2,
+                       help="steady passes over the file in each process, after the first")
+    serve.add_argument("--repeats", type=positive_int, default=1,
+                       help="fresh processes of each kind, interleaved (best figures shown)")
+    serve.add_argument("--no-cli", dest="cli", action="store_false",
+                       help="leave out `bahdanau-keras translate --input`")
+    serve.add_argument("--matmul-size", type=positive_int, default=2048,
+                       help="size of the reference fp32 matrix product")
+
+    worker = commands.add_parser("serve-worker")  # one process of `serve` (not for users)
+    worker.add_argument("--kind", choices=["saved_model", "in_memory"], required=True)
+    worker.add_argument("--path", required=True)
+    worker.add_argument("--sentences", required=True)
+    worker.add_argument("--batch-size", type=positive_int, required=True)
+    worker.add_argument("--beam", type=positive_int, required=True)
+    worker.add_argument("--passes", type=positive_int, required=True)
+    worker.add_argument("--spawned", type=float, required=True,
+                        help="time.time() when the process was started")
+
+    sentences = commands.add_parser(
+        "sentences", help="write held-out source sentences of a model's corpus to a file")
+    sentences.add_argument("--model", required=True,
+                           help="a model directory or a SavedModel written by `export`")
+    sentences.add_argument("--output", required=True, help="the file to write (e.g. in /tmp)")
+    sentences.add_argument("--count", type=positive_int, default=1500,
+                           help="the first COUNT sentences of the split")
+    sentences.add_argument("--data", default=None,
+                           help="the corpus (default: the one the model was trained on)")
+    sentences.add_argument("--split", choices=["test", "dev"], default="test")
+
+    unpack = commands.add_parser(
+        "unpack", help="rebuild a model directory from a SavedModel written by `export`")
+    unpack.add_argument("--saved-model", required=True)
+    unpack.add_argument("--output", required=True, help="the model directory to write")
 
     comparison = commands.add_parser(
         "compare", help="the project and the peers on the same .npz files, in one run")
@@ -571,9 +976,18 @@ def main(argv=None):
             bench_train(args)
         elif args.command == "decode":
             bench_decode(args)
+        elif args.command == "serve":
+            bench_serve(args)
+        elif args.command == "serve-worker":
+            serve_worker(args)
+        elif args.command == "sentences":
+            written = write_sentences(args.model, args.output, args.count, args.data, args.split)
+            print(f"{written} sentences of the {args.split} split written to {args.output}")
+        elif args.command == "unpack":
+            print(f"model directory written to {unpack_saved_model(args.saved_model, args.output)}")
         else:
             compare(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError, RuntimeError) as error:  # a TrainingError is a RuntimeError
         print(f"bench: error: {error}", file=sys.stderr)
         return 2
     return 0

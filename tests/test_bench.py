@@ -67,10 +67,17 @@ def test_train_prints_its_figures_and_ends_with_tokens_per_second(ids):
 
 @pytest.mark.slow
 def test_decode_prints_sentences_per_second(ids):
-    output = run_bench("decode", "--ids", ids, *TINY, "--beam", "2", "--sentences", "16")
+    output = run_bench("decode", "--ids", ids, *TINY, "--beam", "2", "--sentences", "16",
+                       "--matmul-size", "256")
     assert value(output, "greedy_sentences_per_s") > 0
     assert value(output, "beam2_sentences_per_s") > 0
     assert value(output, "peak_rss_mb") > 0
+    # The model FLOP rate against the matrix product of the same run, as `bench train`.
+    assert value(output, "matmul_256_gflop_per_s") > 0
+    for search in ("greedy", "beam2"):
+        rate = value(output, f"{search}_model_gflop_per_s")
+        assert value(output, f"{search}_flops_vs_matmul") == pytest.approx(
+            rate / value(output, "matmul_256_gflop_per_s"), rel=0.01, abs=1e-3)
 
 
 @pytest.mark.slow
