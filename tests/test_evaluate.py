@@ -137,3 +137,85 @@ def test_cli_evaluate_on_a_file(tiny_model_dir, tmp_path, capsys):
         assert f"BLEU {report[name]['bleu']:.2f}" in printed
     assert report["greedy"]["examples"][0]["references"] == [target, f"{target} Oui."]
     assert report["greedy"]["examples"][0]["source"] == source
+
+
+# -- paired bootstrap resampling -----------------------------------------------------------------
+
+
+def sample_systems():
+    """60 sentences of the sample corpus, their references, a perfect system and one that
+    drops the last word of every third sentence."""
+    sources, references = data.group_references(data.read_corpus(data.SAMPLE_CORPUS).pairs[:80])
+    sources, references = sources[:60], references[:60]
+    perfect = [r[0] for r in references]
+    worse = [" ".join(r[0].split()[:-1]) if i % 3 == 0 else r[0]
+             for i, r in enumerate(references)]
+    return references, perfect, worse
+
+
+def test_paired_bootstrap_finds_a_clear_difference():
+    references, perfect, worse = sample_systems()
+    result = evaluate_lib.paired_bootstrap(perfect, worse, references, samples=300)
+    assert result["bleu_a"] == corpus_scores(perfect, references)["bleu"] == 100.0
+    assert result["bleu_b"] == corpus_scores(worse, references)["bleu"] < 100.0
+    assert result["difference"] == pytest.approx(result["bleu_b"] - result["bleu_a"], abs=0.01)
+    low, high = result["interval"]
+    assert low < result["difference"] < high < 0 and result["significant"]
+    assert result["p_value"] < 0.05
+    assert result["sentences"] == 60 and result["samples"] == 300
+    assert "bs:300" in result["signature"] and "seed:12345" in result["signature"]
+    # Swapping the systems mirrors the interval.
+    swapped = evaluate_lib.paired_bootstrap(worse, perfect, references, samples=300)
+    assert swapped["interval"] == [-high, -low] and swapped["significant"]
+
+
+def test_paired_bootstrap_resamples_are_sacrebleus():
+    # The differences are computed on sacreBLEU's resamples: their mean is the difference of
+    # the bootstrap means that sacreBLEU's own test reports for each system.
+    references, perfect, worse = sample_systems()
+    result = evaluate_lib.paired_bootstrap(worse, perfect, references, samples=200)
+    assert result["mean_difference"] == pytest.approx(
+        result["mean_b"] - result["mean_a"], abs=0.02)
+    assert result["mean_a"] < 100.0 and result["ci_a"] > 0
+    assert result["mean_b"] == 100.0 and result["ci_b"] == 0.0
+
+
+def test_paired_bootstrap_calls_a_small_difference_no_difference():
+    references, perfect, _ = sample_systems()
+    # One sentence in 60 differs: the interval holds 0.
+    almost = list(perfect)
+    almost[5] = " ".join(almost[5].split()[:-1])
+    result = evaluate_lib.paired_bootstrap(perfect, almost, references, samples=300)
+    low, high = result["interval"]
+    assert result["difference"] < 0 and low < 0 <= high and not result["significant"]
+    same = evaluate_lib.paired_bootstrap(perfect, perfect, references, samples=100)
+    assert same["difference"] == 0.0 and same["interval"] == [0.0, 0.0]
+    assert not same["significant"]
+
+
+def test_paired_bootstrap_seed(monkeypatch):
+    references, perfect, worse = sample_systems()
+    first = evaluate_lib.paired_bootstrap(perfect, worse, references, samples=100)
+    assert evaluate_lib.paired_bootstrap(perfect, worse, references, samples=100) == first
+    monkeypatch.setenv("SACREBLEU_SEED", "7")
+    other = evaluate_lib.paired_bootstrap(perfect, worse, references, samples=100)
+    assert other["seed"] == 7 and "seed:7" in other["signature"]
+    assert other["interval"] != first["interval"]
+    assert other["mean_difference"] == pytest.approx(other["mean_b"] - other["mean_a"],
+                                                     abs=0.02)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ((["a"], ["a", "b"], [["a"]]), "one entry per sentence. Received: 1, 2 and 1"),
+    (([], [], []), "at least one sentence"),
+    ((["a", "b"], ["a", "b"], [["a"], []]), "none for sentence 1"),
+])
+def test_paired_bootstrap_checks_its_input(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate_lib.paired_bootstrap(*arguments)
+
+
+@pytest.mark.parametrize("samples", [0, -3, 1.5, True])
+def test_paired_bootstrap_checks_samples(samples):
+    with pytest.raises(ValueError, match="`samples` must be a positive integer"):
+        evaluate_lib.paired_bootstrap(["a"], ["a"], [["a"]], samples=samples)
