@@ -22,12 +22,13 @@ fixed maximum length with a mask would run 128 steps and attend over 128 positio
 time. The source mask is a float input (rather than bool) because every LiteRT binding
 (Java, Kotlin, Swift, C) fills float buffers directly.
 
-The graphs are written here from the model's weights rather than traced from
-`Translator`: the model's own code relies on operations that the converter maps to
-TensorFlow ops only (a `StridedSlice` adding an axis to a tensor with two unknown
-dimensions; `TensorArray`s of unknown element shape), and a phone app must not need the
-TensorFlow ops delegate. Only LiteRT's built-in operations are allowed (no
-`SELECT_TF_OPS`); the tests hold the converted models to the SavedModel's translations.
+The decoder step is the model's own `Decoder.step` (the readable cell), traced. The encoder
+is the model's embedding, `W_s` and `U_a` layers around a GRU loop written here: both of the
+model's GRU loops (Keras' `GRU` and `kernels.bidirectional_gru`) keep their steps in
+`TensorArray`s whose element shape (`[batch, units]`, `batch` unknown) is not static, which
+the converter maps to TensorFlow ops only, and a phone app must not need the TensorFlow ops
+delegate. Only LiteRT's built-in operations are allowed (no `SELECT_TF_OPS`); the tests hold
+the converted models to the Keras model and to the SavedModel's translations.
 
 The converter is TensorFlow's `tf.lite.TFLiteConverter.from_concrete_functions`
 (`ai-edge-litert` ships the interpreter, not a TensorFlow converter).
@@ -37,8 +38,10 @@ import inspect
 import json
 import os
 
-import numpy as np
 import tensorflow as tf
+
+# What the LiteRT converter itself uses to freeze a function's variables (no public alias).
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from bahdanau_keras.litert import FORMAT, FORMAT_VERSION, METADATA_FILE, NORMALIZATION
 from bahdanau_keras.text import END_ID, PAD_ID, START_ID, UNKNOWN_ID
@@ -48,6 +51,7 @@ FILES = {"encoder": "encoder.tflite", "decoder_step": "decoder_step.tflite",
 # Weight formats: float32; float16 weights (computed in float32 on CPU); int8 weights with
 # dynamic-range quantisation (activations quantised on the fly in the large products).
 WEIGHT_TYPES = ("float32", "float16", "int8")
+
 
 def _defaults(function, *names):
     parameters = inspect.signature(function).parameters
@@ -65,87 +69,47 @@ def search_limits():
             **_defaults(greedy_decode, "max_length")}
 
 
-# -- the model's weights, by the paper's names --------------------------------------------------
-
-def model_weights(translator):
-    """The weights of a `Translator` as float32 NumPy arrays, with its sizes.
-
-    Returns a dict: `sizes` (a dict of ints and bools) and the arrays named as in
-    arXiv:1409.0473 (Appendix A) and Keras' GRU (`reset_after`, gates ordered z, r, h).
-    """
-    def array(variable):
-        return np.asarray(tf.convert_to_tensor(variable), np.float32)
-
-    encoder, decoder = translator.encoder, translator.decoder
-    forward = encoder.bidirectional_gru.forward_layer.cell
-    backward = encoder.bidirectional_gru.backward_layer.cell
-    attention = decoder.attention
-    weights = {
-        "source_embeddings": array(encoder.embedding.embeddings),  # E (source)
-        "forward_kernel": array(forward.kernel),  # [emb, 3 units], z r h
-        "forward_recurrent_kernel": array(forward.recurrent_kernel),  # [units, 3 units]
-        "forward_bias": array(forward.bias),  # [2, 3 units]: input, recurrent
-        "backward_kernel": array(backward.kernel),
-        "backward_recurrent_kernel": array(backward.recurrent_kernel),
-        "backward_bias": array(backward.bias),
-        "initial_state_kernel": array(encoder.initial_state_dense.kernel),  # W_s
-        "initial_state_bias": array(encoder.initial_state_dense.bias),
-        "key_kernel": array(attention.key_dense.kernel),  # U_a
-        "query_kernel": array(attention.query_dense.kernel),  # W_a
-        "target_embeddings": array(decoder.embedding.embeddings),  # E (target)
-        "input_kernel": array(decoder.input_kernel),  # [W_z; W_r; W]
-        "input_bias": array(decoder.input_bias),
-        "context_kernel": array(decoder.context_kernel),  # [C_z; C_r; C]
-        "recurrent_kernel": array(decoder.recurrent_kernel),  # [U_z; U_r; U]
-        "readout_kernel": array(decoder.readout_dense.kernel),  # [U_o; V_o; C_o]
-        "readout_bias": array(decoder.readout_dense.bias),
+def model_sizes(translator):
+    """The sizes an app needs to allocate its buffers (written into `litert.json`)."""
+    config, decoder = translator.config, translator.decoder
+    return {
+        "source_vocab_size": config.source_vocab_size,
+        "target_vocab_size": config.target_vocab_size,
+        "encoder_units": config.encoder_units,
+        "units": config.decoder_units,
+        "attention_units": config.attention_units,
+        "context_dim": 2 * config.encoder_units,
+        "readout_dim": decoder.readout_dim,
+        "maxout": config.maxout,
+        "tie_embeddings": config.tie_embeddings,
     }
-    score_vector = array(attention.score_vector)  # v_a
-    if attention.normalize:
-        # g v_a / ||v_a||, and the bias b inside the tanh (the weight-normalised variant)
-        scale = float(array(attention.score_scale))
-        score_vector = (scale * score_vector / np.sqrt(np.sum(np.square(score_vector)))
-                        ).astype(np.float32)
-        weights["score_bias"] = array(attention.score_bias)
-    weights["score_vector"] = score_vector
-    if decoder.tie_embeddings:
-        weights["output_bias"] = array(decoder.output_bias)  # W_o = E^T: no kernel of its own
-    else:
-        # W_o as [vocab, readout_dim], the layout of E (LiteRT's FULLY_CONNECTED reads [out, in])
-        weights["output_kernel"] = array(decoder.output_dense.kernel).T
-        weights["output_bias"] = array(decoder.output_dense.bias)
-    weights["sizes"] = {
-        "source_vocab_size": int(weights["source_embeddings"].shape[0]),
-        "target_vocab_size": int(weights["target_embeddings"].shape[0]),
-        "encoder_units": int(encoder.units),
-        "units": int(decoder.units),
-        "attention_units": int(decoder.attention_units),
-        "context_dim": int(weights["key_kernel"].shape[0]),
-        "readout_dim": int(decoder.readout_dim),
-        "maxout": bool(decoder.maxout),
-        "tie_embeddings": bool(decoder.tie_embeddings),
-    }
-    return weights
+
+
+def _check_float32(translator):
+    for layer in (translator.encoder, translator.decoder):
+        if layer.compute_dtype != "float32":
+            raise ValueError(
+                "LiteRT export needs a float32 model (load it under the float32 dtype policy; "
+                f"the weights are float32 either way). Received: {layer.name} computing in "
+                f"{layer.compute_dtype}")
 
 
 # -- the two graphs -----------------------------------------------------------------------------
 
-def encoder_function(weights):
-    """A `tf.function` over `source_ids` `[batch, src_len]`: the encoder with `U_a h_j`."""
-    sizes = weights["sizes"]
-    units = sizes["encoder_units"]
-    constant = {name: tf.constant(value) for name, value in weights.items() if name != "sizes"}
-    # Both directions' input projections in one product: [emb, 6 units] and [6 units].
-    input_kernel = tf.concat([constant["forward_kernel"], constant["backward_kernel"]], axis=1)
-    input_bias = tf.concat([constant["forward_bias"][0], constant["backward_bias"][0]], axis=0)
-    recurrent = [(constant[f"{name}_recurrent_kernel"], constant[f"{name}_bias"][1])
-                 for name in ("forward", "backward")]
+def encoder_function(translator):
+    """A `tf.function` over `source_ids` `[batch, src_len]`: the encoder and `U_a h_j`."""
+    _check_float32(translator)
+    encoder = translator.encoder
+    units = encoder.units
+    cells = (encoder.bidirectional_gru.forward_layer.cell,
+             encoder.bidirectional_gru.backward_layer.cell)
 
-    def gru_step(state, projected_input, kernel, bias, real):
-        """Keras' GRU (`reset_after=True`), keeping the state where `real` is False."""
+    def gru_step(state, projected_input, recurrent_kernel, recurrent_bias, real):
+        """Keras' GRU (`reset_after=True`, gates z, r, h) from `projected_input`
+        `x_t W + b_x`, keeping the state where `real` is False."""
         input_gates, input_candidate = tf.split(projected_input, [2 * units, units], axis=1)
         recurrent_gates, recurrent_candidate = tf.split(
-            tf.matmul(state, kernel) + bias, [2 * units, units], axis=1)
+            tf.matmul(state, recurrent_kernel) + recurrent_bias, [2 * units, units], axis=1)
         update, reset = tf.split(tf.sigmoid(input_gates + recurrent_gates), 2, axis=1)
         candidate = tf.tanh(input_candidate + reset * recurrent_candidate)
         new_state = update * state + (1.0 - update) * candidate
@@ -155,12 +119,18 @@ def encoder_function(weights):
     def encode(source_ids):
         batch, src_len = tf.shape(source_ids)[0], tf.shape(source_ids)[1]
         mask = tf.not_equal(source_ids, PAD_ID)  # [batch, src_len]
-        embedded = tf.gather(constant["source_embeddings"], source_ids)  # E x_j
-        flat = tf.reshape(embedded, [-1, embedded.shape[-1]])  # [batch * src_len, emb]
-        projected = tf.reshape(tf.matmul(flat, input_kernel) + input_bias,
+        embedded = encoder.embedding(source_ids)  # E x_j: [batch, src_len, emb]
+        # Both directions' input projections in one product: [emb, 6 units] and [6 units]
+        # (Keras' GRU bias is [2, 3 units]: row 0 for the input, row 1 for the recurrence).
+        kernel = tf.concat([cell.kernel for cell in cells], axis=1)
+        bias = tf.concat([cell.bias[0] for cell in cells], axis=0)
+        recurrent = [(cell.recurrent_kernel, cell.bias[1]) for cell in cells]
+        flat = tf.reshape(embedded, [-1, encoder.embedding_dim])  # [batch * src_len, emb]
+        projected = tf.reshape(tf.matmul(flat, kernel) + bias,
                                tf.stack([batch, src_len, 6 * units]))
         projected = tf.transpose(projected, [1, 0, 2])  # time-major [src_len, batch, 6 units]
         real = tf.expand_dims(tf.transpose(mask), 2)  # [src_len, batch, 1]
+
         def directions(t, forward_state, backward_state):
             """Step t: the forward GRU reads position t, the backward one src_len - 1 - t."""
             reverse_t = src_len - 1 - t
@@ -170,10 +140,10 @@ def encoder_function(weights):
                     gru_step(backward_state, backward_input, *recurrent[1],
                              tf.gather(real, reverse_t)))
 
-        # The states are gathered by concatenation rather than in TensorArrays: LiteRT
-        # lowers a TensorArray to built-in operations only when its element shape is static
-        # (`batch` is not), and its WHILE fails on a loop variable that starts empty, so the
-        # first step runs before the loop (`source_ids` has at least one column, `END_ID`).
+        # The states are gathered by concatenation rather than in TensorArrays (see the
+        # module's docstring), and LiteRT's WHILE fails on a loop variable that starts empty,
+        # so the first step runs before the loop (`source_ids` has at least one column,
+        # `END_ID`).
         zeros = tf.zeros(tf.stack([batch, units]))
         forward_state, backward_state = directions(0, zeros, zeros)
 
@@ -195,77 +165,35 @@ def encoder_function(weights):
         # h_j = [→h_j; ←h_j], zero at padding: [src_len, batch, 2 units] -> batch-major
         annotations = tf.concat([forward_states, backward_states], axis=2)
         annotations = tf.transpose(annotations * tf.cast(real, tf.float32), [1, 0, 2])
-        # s_0 = tanh(W_s ←h_1)
-        initial_state = tf.tanh(tf.matmul(first_backward_state, constant["initial_state_kernel"])
-                                + constant["initial_state_bias"])
-        # U_a h_j, computed once per sentence: [batch, src_len, attention_units]
-        keys = tf.reshape(
-            tf.matmul(tf.reshape(annotations, [-1, sizes["context_dim"]]), constant["key_kernel"]),
-            tf.stack([batch, src_len, sizes["attention_units"]]))
-        return {"annotations": annotations, "keys": keys, "initial_state": initial_state}
+        return {
+            "annotations": annotations,
+            # U_a h_j, once per sentence: [batch, src_len, attention_units]
+            "keys": translator.decoder.attention.project_keys(annotations),
+            # s_0 = tanh(W_s ←h_1): [batch, units]
+            "initial_state": encoder.initial_state_dense(first_backward_state),
+        }
 
     return encode
 
 
-def decoder_step_function(weights):
-    """A `tf.function`: one decoder step (Appendix A.2.2 of arXiv:1409.0473) and the
-    log-probabilities of the next token."""
-    sizes = weights["sizes"]
-    units, attention_units = sizes["units"], sizes["attention_units"]
-    context_dim, readout_dim = sizes["context_dim"], sizes["readout_dim"]
-    constant = {name: tf.constant(value) for name, value in weights.items() if name != "sizes"}
-    # [W_a, U_z, U_r]: W_a s_{i-1} and [U_z; U_r] s_{i-1} in one product
-    state_kernel = tf.concat(
-        [constant["query_kernel"], constant["recurrent_kernel"][:, :2 * units]], axis=1)
-    candidate_kernel = constant["recurrent_kernel"][:, 2 * units:]  # U
-    score_column = constant["score_vector"][:, None]  # v_a: [attention_units, 1]
-    output_kernel = constant["output_kernel" if "output_kernel" in constant
-                             else "target_embeddings"]  # [vocab, readout_dim]
+def decoder_step_function(translator):
+    """A `tf.function`: the model's `Decoder.step` (Appendix A.2.2 of arXiv:1409.0473) and
+    the log-probabilities of the next token."""
+    _check_float32(translator)
+    decoder = translator.decoder
+    sizes = model_sizes(translator)
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.int32, name="previous_tokens"),
-        tf.TensorSpec([None, units], tf.float32, name="state"),
-        tf.TensorSpec([None, None, attention_units], tf.float32, name="keys"),
-        tf.TensorSpec([None, None, context_dim], tf.float32, name="annotations"),
+        tf.TensorSpec([None, sizes["units"]], tf.float32, name="state"),
+        tf.TensorSpec([None, None, sizes["attention_units"]], tf.float32, name="keys"),
+        tf.TensorSpec([None, None, sizes["context_dim"]], tf.float32, name="annotations"),
         tf.TensorSpec([None, None], tf.float32, name="source_mask")])
     def step(previous_tokens, state, keys, annotations, source_mask):
-        batch, src_len = tf.shape(keys)[0], tf.shape(keys)[1]
-        embedded = tf.gather(constant["target_embeddings"], previous_tokens)  # E y_{i-1}
-        projected_state = tf.matmul(state, state_kernel)
-        query, recurrent_gates = tf.split(projected_state, [attention_units, 2 * units], axis=1)
-        features = tf.expand_dims(query, 1) + keys  # W_a s_{i-1} + U_a h_j
-        if "score_bias" in constant:
-            features += constant["score_bias"]
-        # e_ij = v_a^T tanh(W_a s_{i-1} + U_a h_j): [batch, src_len]
-        scores = tf.reshape(
-            tf.matmul(tf.reshape(tf.tanh(features), [-1, attention_units]), score_column),
-            tf.stack([batch, src_len]))
-        # α_ij = exp(e_ij) / Σ_k exp(e_ik) over the real positions (eq. 6), 0 at padding
-        real = source_mask > 0.5
-        weights = tf.nn.softmax(tf.where(real, scores, tf.float32.min)) * source_mask
-        # c_i = Σ_j α_ij h_j (eq. 5): [batch, 1, src_len] x [batch, src_len, context_dim]
-        context = tf.reshape(tf.matmul(tf.expand_dims(weights, 1), annotations),
-                             tf.stack([batch, context_dim]))
-        gates_input, candidate_input = tf.split(
-            tf.matmul(embedded, constant["input_kernel"]) + constant["input_bias"]
-            + tf.matmul(context, constant["context_kernel"]), [2 * units, units], axis=1)
-        # z_i = σ(W_z E y_{i-1} + U_z s_{i-1} + C_z c_i), r_i likewise
-        update, reset = tf.split(tf.sigmoid(gates_input + recurrent_gates), 2, axis=1)
-        # s̃_i = tanh(W E y_{i-1} + U [r_i ∘ s_{i-1}] + C c_i)
-        candidate = tf.tanh(candidate_input + tf.matmul(reset * state, candidate_kernel))
-        # s_i = (1 - z_i) ∘ s_{i-1} + z_i ∘ s̃_i
-        new_state = state + update * (candidate - state)
-        # t̃_i = U_o s_i + V_o E y_{i-1} + C_o c_i
-        readout = tf.matmul(tf.concat([new_state, embedded, context], axis=1),
-                            constant["readout_kernel"]) + constant["readout_bias"]
-        if sizes["maxout"]:
-            # t_i,k = max(t̃_i,2k-1, t̃_i,2k)
-            readout = tf.reduce_max(tf.reshape(readout, tf.stack([batch, readout_dim, 2])),
-                                    axis=2)
-        else:
-            readout = tf.tanh(readout)
-        # p(y_i | y_<i, x) = softmax(W_o t_i), W_o = E^T when tied (one buffer for both uses)
-        logits = tf.matmul(readout, output_kernel, transpose_b=True) + constant["output_bias"]
+        logits, new_state, weights = decoder.step(
+            previous_tokens, state, keys, annotations, source_mask > 0.5,
+            decoder.loop_kernels())
+        # log p(y_i | y_<i, x) = log softmax(W_o t_i)
         return {"log_probs": tf.nn.log_softmax(logits), "state": new_state,
                 "attention": weights}
 
@@ -274,24 +202,46 @@ def decoder_step_function(weights):
 
 # -- conversion ---------------------------------------------------------------------------------
 
-def convert(function, weight_type="float32"):
-    """Convert a `tf.function` with an input signature to a LiteRT flatbuffer (bytes), with
-    LiteRT's built-in operations only."""
+def convert(function, translator, weight_type="float32"):
+    """Convert a `tf.function` with an input signature (`encoder_function` or
+    `decoder_step_function` of `translator`) to a LiteRT flatbuffer (bytes), with LiteRT's
+    built-in operations only and the function's signature (`serving_default`, its input and
+    output names)."""
+    from ai_edge_litert.interpreter import Interpreter
+
     if weight_type not in WEIGHT_TYPES:
         raise ValueError(f"`weight_type` must be one of {WEIGHT_TYPES}. "
                          f"Received: weight_type={weight_type!r}")
-    # With a trackable object the converter goes through a SavedModel and keeps the
-    # function's signature (input and output names); without one it is deprecated.
+    # The weights become constants of the graph here: the converter's own path keeps Keras'
+    # variables as LiteRT resource variables, which nothing would initialise.
+    concrete = function.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
+    # The frozen function returns a flat list (the outputs' sorted names); `named` gives
+    # them their names again, and the signature has them.
+    names = sorted(concrete.structured_outputs)
+
+    @tf.function(input_signature=concrete.structured_input_signature[0])
+    def named(*inputs):
+        return dict(zip(names, frozen(*inputs)))
+
+    # With a trackable object the converter goes through a SavedModel, which keeps the
+    # signature (without one the signature is lost, and that path is deprecated).
     module = tf.Module()
-    module.function = function
+    module.function = named
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [function.get_concrete_function()], module)
+        [named.get_concrete_function()], module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if weight_type != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if weight_type == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    return converter.convert()
+    content = converter.convert()
+    # The converter falls back to a path without signatures when it cannot save the module.
+    signatures = Interpreter(model_content=content).get_signature_list()
+    if sorted(signatures.get("serving_default", {}).get("outputs", [])) != names:
+        raise RuntimeError("The LiteRT converter lost the function's signature. Expected "
+                           f"serving_default with outputs {names}. Received: {signatures}")
+    return content
 
 
 # -- reading a model directory or a SavedModel ------------------------------------------------
@@ -391,10 +341,9 @@ def export_litert(model_path, output, weight_type="float32"):
         raise ValueError(f"`weight_type` must be one of {WEIGHT_TYPES}. "
                          f"Received: weight_type={weight_type!r}")
     translator, source_model, target_model = load_for_export(model_path)
-    weights = model_weights(translator)
     contents = {
-        "encoder": convert(encoder_function(weights), weight_type),
-        "decoder_step": convert(decoder_step_function(weights), weight_type),
+        "encoder": convert(encoder_function(translator), translator, weight_type),
+        "decoder_step": convert(decoder_step_function(translator), translator, weight_type),
         "source_vocab": source_model,
         "target_vocab": target_model,
     }
@@ -410,7 +359,7 @@ def export_litert(model_path, output, weight_type="float32"):
                   for name, content in contents.items()},
         "special_ids": {"pad": PAD_ID, "start": START_ID, "end": END_ID,
                         "unknown": UNKNOWN_ID},
-        "sizes": weights["sizes"],
+        "sizes": model_sizes(translator),
         "search": {**search_limits(), "forbidden_ids": [PAD_ID, START_ID]},
         "inputs": {
             "encoder": {"source_ids": "int32 [batch, src_len]: subwords, then END, 0-padded"},

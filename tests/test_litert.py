@@ -167,7 +167,7 @@ def test_step_by_step_is_the_keras_model(lite, tiny_trained):
 
 def test_model_variants_convert_to_their_equations():
     """Weight-normalised attention, a tanh readout and an untied output layer: the converted
-    step gives the Keras model's log-probabilities."""
+    models give the Keras model's log-probabilities."""
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
@@ -182,11 +182,10 @@ def test_model_variants_convert_to_their_equations():
     attention.score_bias.assign(rng.normal(size=attention.score_bias.shape))
     attention.score_scale.assign(1.7)
     translator.decoder.output_dense.bias.assign(rng.normal(size=[41]))
-    weights = litert_export.model_weights(translator)
     encoder = Interpreter(model_content=litert_export.convert(
-        litert_export.encoder_function(weights)))
+        litert_export.encoder_function(translator), translator))
     step = Interpreter(model_content=litert_export.convert(
-        litert_export.decoder_step_function(weights)))
+        litert_export.decoder_step_function(translator), translator))
     source = np.asarray([[5, 9, 14, 2, 0], [7, 8, 11, 12, 2]], np.int32)
     target_in = np.asarray([[1, 4, 6], [1, 15, 5]], np.int32)
     logits, expected_attention = translator((tf.constant(source), tf.constant(target_in)))
