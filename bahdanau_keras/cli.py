@@ -2,10 +2,13 @@
 library functions; no logic lives here. Errors print one line on stderr and exit with 2."""
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
+
+from bahdanau_keras import config  # no TensorFlow: options are parsed without it
 
 USAGE_ERROR = 2
 DEFAULT_MODEL = os.path.join(
@@ -62,9 +65,9 @@ class Parser(argparse.ArgumentParser):
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """Completes an option's help with its default when the help is shown: the defaults of
-    `ModelConfig` are only known once TensorFlow is imported (`bahdanau_keras.model`), which
-    parsing options must not do."""
+    """Completes an option's help with its default when the help is shown (as argparse's
+    `ArgumentDefaultsHelpFormatter` does): the defaults of `ModelConfig` are only known once
+    TensorFlow is imported (`bahdanau_keras.model`), which parsing options must not do."""
 
     def _get_help_string(self, action):
         describe = getattr(action, "describe_default", None)
@@ -113,10 +116,6 @@ def add_config_options(parser):
     """An option for each `TrainConfig` field and each of `MODEL_OPTIONS`, grouped by their
     rule on --resume. Their argparse default is None (not given); the help shows the real
     default, the dataclass field's."""
-    import dataclasses
-
-    from bahdanau_keras import config
-
     fixed = parser.add_argument_group(
         "fixed when the model is created", "--resume keeps the model's; another value is an "
         "error")
@@ -132,8 +131,8 @@ def add_config_options(parser):
         kwargs = dict(default=None, help=field.metadata["help"])
         if field.type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif field.name == "implementation":
-            kwargs["choices"] = config.IMPLEMENTATIONS
+        elif field.metadata["check"].choices:
+            kwargs["choices"] = field.metadata["check"].choices
         else:
             kwargs["type"] = config_type(field)
         action = group.add_argument(option_name(field.name), **kwargs)
@@ -149,9 +148,6 @@ def _default_text(default, sample=None):
 
 
 def _model_default(field):
-    import dataclasses
-
-    from bahdanau_keras import config
     from bahdanau_keras.model import ModelConfig
 
     default = {f.name: f.default for f in dataclasses.fields(ModelConfig)}[field]
@@ -179,7 +175,8 @@ def build_parser():
     train.add_argument("--strategy", choices=["default", "mirrored"], default="default",
                        help="mirrored: tf.distribute.MirroredStrategy, one replica per visible "
                             "GPU (docs/benchmarks.md)")
-    train.add_argument("--quiet", action="store_true", help="no progress bar, log lines or examples")
+    train.add_argument("--quiet", action="store_true",
+                       help="no progress bar, log lines or examples")
     add_config_options(train)
 
     translate = commands.add_parser("translate", help="translate sentences")
@@ -233,12 +230,8 @@ def build_parser():
 def given_options(args):
     """`(train_changes, model_changes)`: the `TrainConfig` and `ModelConfig` fields that the
     options given on the command line set (those not given are None in `args`)."""
-    import dataclasses
-
-    from bahdanau_keras.config import TrainConfig
-
     train_changes = {field.name: getattr(args, field.name)
-                     for field in dataclasses.fields(TrainConfig)
+                     for field in dataclasses.fields(config.TrainConfig)
                      if getattr(args, field.name) is not None}
     model_changes = {}
     for name, model_option in MODEL_OPTIONS.items():
@@ -260,7 +253,7 @@ def resume_conflict(error, args):
 
 
 def command_train(args):
-    from bahdanau_keras import config, data, train
+    from bahdanau_keras import data, train
 
     model_dir = train.ModelDir(args.model_dir)
     train_changes, model_changes = given_options(args)
@@ -328,7 +321,6 @@ def command_translate(args):
 
 def command_evaluate(args):
     from bahdanau_keras import data, evaluate
-    from bahdanau_keras.config import TrainConfig
     from bahdanau_keras.model_dir import CONFIG_FILE, ModelDir, TrainingError
     from bahdanau_keras.translate import Translation
 
@@ -344,7 +336,7 @@ def command_evaluate(args):
         try:
             _, train_config, data_info = ModelDir(config_dir).read_config()
         except TrainingError:
-            train_config, data_info = TrainConfig(), {}
+            train_config, data_info = config.TrainConfig(), {}
         corpus_path = args.data or data_info.get("path")
         if not corpus_path:
             raise UsageError("bahdanau-keras evaluate: give --data or --file "

@@ -32,6 +32,7 @@ class Check(typing.NamedTuple):
 
     expected: str  # e.g. "a positive integer"
     accepts: typing.Callable[[object], bool]
+    choices: tuple = ()  # all the values, when there are few
 
 
 def _is_int(value):
@@ -50,7 +51,8 @@ NON_NEGATIVE_NUMBER = Check("a number >= 0", lambda v: _is_number(v) and v >= 0)
 FRACTION = Check("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1)
 COLUMN = Check("1 or 2 (column 3 holds the attribution)", lambda v: _is_int(v) and v in (1, 2))
 BOOLEAN = Check("True or False", lambda v: isinstance(v, bool))
-IMPLEMENTATION = Check(f"one of {IMPLEMENTATIONS}", lambda v: v in IMPLEMENTATIONS)
+IMPLEMENTATION = Check(f"one of {IMPLEMENTATIONS}", lambda v: v in IMPLEMENTATIONS,
+                       IMPLEMENTATIONS)
 
 
 def option(default, check, rule, help):

@@ -290,32 +290,45 @@ class Trainer:
                  verbose=1):
         self.model_dir, self.config, self.verbose = model_dir, config, verbose
         self.strategy = strategy or tf.distribute.get_strategy()
+        self.build_model(model_config)
+        self.build_data(train_ids, dev_ids)
+        self.progress = Progress()
+        self.build_checkpoints()
+        self.history = []
+        self.writer = tf.summary.create_file_writer(model_dir.logs)
+
+    def build_model(self, model_config):
+        """The translator, its optimizer, and their compiled steps."""
         with self.strategy.scope():
-            self.translator = build_translator(model_config, config, self.strategy)
-            self.optimizer = make_optimizer(config)
+            self.translator = build_translator(model_config, self.config, self.strategy)
+            self.optimizer = make_optimizer(self.config)
             self.optimizer.build(self.translator.trainable_variables)
         logger.info("Model: %s parameters", f"{self.translator.count_params():,}")
         self.train_step = make_train_step(self.translator, self.optimizer,
-                                          config.label_smoothing, self.strategy,
-                                          config.jit_compile)
+                                          self.config.label_smoothing, self.strategy,
+                                          self.config.jit_compile)
         self.eval_step = make_eval_step(self.translator)
-        self.batches = iter(data_lib.batches(*train_ids, config.batch_size, seed=config.seed,
-                                             epochs=ENDLESS))
+
+    def build_data(self, train_ids, dev_ids):
+        """The training batches, epoch after epoch without end, and the dev batches."""
+        batch_size, seed = self.config.batch_size, self.config.seed
+        self.batches = iter(data_lib.batches(*train_ids, batch_size, seed=seed, epochs=ENDLESS))
         self.batches_per_epoch = int(data_lib.batches(
-            *train_ids, config.batch_size, shuffle=False).reduce(0, lambda n, _: n + 1))
+            *train_ids, batch_size, shuffle=False).reduce(0, lambda n, _: n + 1))
         self.dev_batches = data_lib.batches(*dev_ids, DEV_BATCH_SIZE, shuffle=False)
-        self.progress = Progress()
+
+    def build_checkpoints(self):
+        """The training state in one `tf.train.Checkpoint`, and the managers of `checkpoints/`
+        and `best/`."""
         self.saved_progress = self.progress.variables()
         # The optimizer's own state, without the loss scale's (see `track_loss_scale`).
         optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
         self.checkpoint = tf.train.Checkpoint(
             model=self.translator, optimizer=optimizer, data=self.batches,
             rng=dropout_state(self.translator), **self.saved_progress)
-        self.checkpoints = model_dir.checkpoint_manager(self.checkpoint)
-        self.best = model_dir.best_manager(self.translator)
+        self.checkpoints = self.model_dir.checkpoint_manager(self.checkpoint)
+        self.best = self.model_dir.best_manager(self.translator)
         self.saved_step = None  # the step of the latest checkpoint
-        self.history = []
-        self.writer = tf.summary.create_file_writer(model_dir.logs)
 
     def say(self, text):
         if self.verbose:
@@ -395,7 +408,8 @@ class Trainer:
         loss_sum, count = float(loss_sum), int(count)
         if not math.isfinite(loss_sum):
             raise TrainingError(f"the loss became {loss_sum} at step {self.progress.step + 1}; "
-                                f"stopped. {self.last_good_checkpoint()}")
+                                f"stopped ({self.still_good()}; try a lower --learning-rate, "
+                                "then --resume)")
         progress = self.progress
         progress.step += 1
         progress.epoch_step += 1
@@ -436,7 +450,11 @@ class Trainer:
         progress.epoch_step, progress.epoch_loss, progress.epoch_tokens = 0, 0.0, 0
         self.history.append(record)
         # The history first: a resumed run drops the records after its checkpoint's step.
-        self.model_dir.write_history(self.history)
+        try:
+            self.model_dir.write_history(self.history)
+        except TrainingError as error:
+            raise TrainingError(f"{error}; {self.still_good()} (free some space, then "
+                                "--resume)") from None
         self.save_checkpoint()
         self.say(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, "
                  f"dev loss {loss:.4f}, {record['tokens_per_s']:.0f} target tokens/s")
@@ -459,17 +477,17 @@ class Trainer:
         step = self.progress.step
         if not all(bool(tf.reduce_all(tf.math.is_finite(v)))
                    for v in self.translator.trainable_variables):
-            raise TrainingError(f"the weights became non-finite at step {step}; stopped. "
-                                f"{self.last_good_checkpoint()}")
+            raise TrainingError(f"the weights became non-finite at step {step}; stopped "
+                                f"({self.still_good()}; try a lower --learning-rate, then "
+                                "--resume)")
         self.progress.store(self.saved_progress)
         self.model_dir.save(self.checkpoints, step)
         self.saved_step = step
 
-    def last_good_checkpoint(self):
-        """Where to go on from after a failure, as a sentence."""
+    def still_good(self):
+        """Where to go on from after a failure, in words."""
         path = self.model_dir.latest_checkpoint()
-        where = f"The last good checkpoint is {path}" if path else "No checkpoint was written"
-        return f"{where} (try a lower --learning-rate, then --resume)"
+        return f"the last good checkpoint is {path}" if path else "no checkpoint was written"
 
     def stop(self, reason):
         """End the run: inside an epoch, a checkpoint and the dev loss now; `best/` is never
@@ -621,8 +639,9 @@ def train(model_dir, corpus, model_config_overrides=None, train_config=None, res
     else:
         splits, source_tokenizer, target_tokenizer, model_config = create(
             directory, corpus, overrides, config)
-    if config.mixed_precision:
-        keras.mixed_precision.set_dtype_policy(mixed_precision_policy())
+    # The configuration decides, whatever an earlier run in this process set.
+    keras.mixed_precision.set_dtype_policy(
+        mixed_precision_policy() if config.mixed_precision else "float32")
     train_ids, dev_ids = encoded_splits(splits, source_tokenizer, target_tokenizer, config)
     trainer = Trainer(directory, train_ids, dev_ids, model_config, config, strategy, verbose)
     if resume:

@@ -2,6 +2,7 @@
 stopping and TensorBoard. Tiny models on a slice of the sample corpus keep this fast."""
 
 import dataclasses
+import errno
 import glob
 import json
 import os
@@ -303,6 +304,29 @@ def test_checkpoint_write_that_fails_keeps_the_previous_one(
     assert run_train(corpus_file, model_dir, "--resume") == 0
     assert "at step 4 (epoch 1)" in capsys.readouterr().out
     assert_same_state(latest_state(model_dir)[1], reference["state"])
+
+
+def test_history_write_that_fails_names_the_good_checkpoint(
+        corpus_file, reference, tmp_path, monkeypatch, capsys):
+    real_replace = os.replace
+
+    def replace(source, destination):
+        if os.fspath(destination).endswith("history.json"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", replace)
+    model_dir = tmp_path / "model"
+    assert run_train(corpus_file, model_dir, "--quiet", checkpoint_every=4) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("bahdanau-keras")]
+    last = 4 * ((reference["steps_per_epoch"] - 1) // 4)  # the last before the epoch ends
+    assert lines == [
+        f"bahdanau-keras: error: {model_dir / 'history.json'}: cannot write ([Errno 28] No "
+        f"space left on device); the last good checkpoint is "
+        f"{model_dir / 'checkpoints' / f'ckpt-{last}'} (free some space, then --resume)"], err
+    assert not (model_dir / "history.json").exists()
+    assert not list(model_dir.glob("*.partial"))
 
 
 def count_restores(monkeypatch):
