@@ -103,6 +103,11 @@ def encoder_function(translator):
     units = encoder.units
     cells = (encoder.bidirectional_gru.forward_layer.cell,
              encoder.bidirectional_gru.backward_layer.cell)
+    for cell in cells:
+        if not (cell.reset_after and cell.use_bias):
+            raise ValueError("The LiteRT encoder computes Keras' GRU with `reset_after=True` "
+                             f"and a bias. Received: reset_after={cell.reset_after}, "
+                             f"use_bias={cell.use_bias}")
 
     def gru_step(state, projected_input, recurrent_kernel, recurrent_bias, real):
         """Keras' GRU (`reset_after=True`, gates z, r, h) from `projected_input`
