@@ -407,3 +407,25 @@ def test_shipped_model_converts_and_translates_as_its_saved_model(fra_eng_zip, t
     for beam_width in (1, 4):
         reference = [r["translation"] for r in saved.translate(sentences, beam_width=beam_width)]
         compare(lite.translate(sentences, beam_width=beam_width), reference, minimum=98)
+
+
+def test_cli_export_litert_writes_a_translator(tiny_model_dir, lite, tmp_path, capsys):
+    """`bahdanau-keras export --format litert` writes what `export_litert` writes."""
+    from bahdanau_keras import cli
+
+    output = tmp_path / "cli-litert"
+    assert cli.main(["export", "--format", "litert", "--weights", "float32",
+                     "--model-dir", str(tiny_model_dir), "--output", str(output)]) == 0
+    assert "LiteRT models written to" in capsys.readouterr().out
+    assert sorted(p.name for p in output.iterdir()) == sorted(
+        p.name for p in Path(lite.path).iterdir())
+    sentences = sample_sentences(5)
+    assert litert.LiteTranslator(str(output)).translate(sentences) == lite.translate(sentences)
+
+
+def test_cli_export_litert_refuses_a_keras_path(tiny_model_dir, tmp_path, capsys):
+    from bahdanau_keras import cli
+
+    assert cli.main(["export", "--format", "litert", "--model-dir", str(tiny_model_dir),
+                     "--output", str(tmp_path / "out"), "--keras", str(tmp_path / "m.keras")]) == 2
+    assert "--format savedmodel" in capsys.readouterr().err
