@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from bahdanau_keras.decode import (
     NEG_INF,
     beam_search_decode,
-    encode,
     greedy_decode,
     length_penalty,
     max_output_lengths,
@@ -407,34 +406,6 @@ def test_attention_of_chosen_tokens_is_a_distribution_over_the_real_source():
         check_attention(b["attention"], b["lengths"], SOURCES)
         s = greedy(SOURCES, seed, temperature=1.0)
         check_attention(s["attention"], s["lengths"], SOURCES)
-
-
-# -- one loop in the graph -------------------------------------------------------------------
-
-
-def graph_size(function):
-    """Nodes of a traced function (with the functions it calls), and its top-level loops."""
-    graph_def = function.get_concrete_function(IDS).graph.as_graph_def()
-    nodes = len(graph_def.node) + sum(len(f.node_def) for f in graph_def.library.function)
-    loops = sum(n.op in ("While", "StatelessWhile") for n in graph_def.node)
-    return nodes, loops
-
-
-@pytest.mark.parametrize("decode", [greedy_decode, beam_search_decode])
-def test_decoding_is_one_while_loop_whatever_the_maximum_length(decode):
-    translator = tiny_translator(0)
-    sizes = []
-    for max_length in (3, 40):
-        sizes.append(graph_size(tf.function(
-            lambda s, m=max_length: decode(translator, s, max_length=m))))
-    (small, small_loops), (large, large_loops) = sizes
-    assert small == large
-    # The encoder's recurrent layers have loops of their own; decoding adds exactly one.
-    _, encoder_loops = graph_size(tf.function(lambda s: encode(translator, s)))
-    assert small_loops == large_loops == encoder_loops + 1
-    # ... and the loop really runs for as many steps as needed.
-    out = numpy(decode(translator, ids(SOURCES), max_length_a=0.0, max_length_b=30))
-    assert out["tokens"].shape[-1] > 3
 
 
 def test_empty_batch():

@@ -346,71 +346,7 @@ def test_property_padding_invariance(src_len, tgt_len, extra_src, extra_tgt, see
     assert np.all(padded_weights.numpy()[..., src_len:] == 0.0)
 
 
-# -- the loop is one in-graph while loop --------------------------------------------------------
-
-def trace_call(decoder, tgt_len):
-    call = tf.function(decoder.call)
-    return call.get_concrete_function(
-        tf.TensorSpec([BATCH, tgt_len], tf.int32), tf.TensorSpec([BATCH, SRC_LEN, CONTEXT_DIM]),
-        tf.TensorSpec([BATCH, SRC_LEN], tf.bool), tf.TensorSpec([BATCH, UNITS]))
-
-
-def test_teacher_forcing_is_one_while_loop(plain_decoder, monkeypatch):
-    step_traces = []
-    original = plain_decoder.cell
-
-    def counting(*args, **kwargs):
-        step_traces.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(plain_decoder, "cell", counting)
-    short, long = trace_call(plain_decoder, 2), trace_call(plain_decoder, 11)
-    # The step is traced once per graph, whatever the target length: no Python loop over time.
-    assert len(step_traces) == 2
-    short_ops, long_ops = short.graph.get_operations(), long.graph.get_operations()
-    assert len(long_ops) == len(short_ops)
-    loops = [op for op in long_ops if op.type in ("While", "StatelessWhile")]
-    assert len(loops) == 1
-    # The loop's results are what `call` computes eagerly.
-    target, annotations, mask, state = make_inputs(seed=12, tgt_len=11)
-    for x, y in zip(long(*map(tf.constant, (target, annotations, mask, state))),
-                    plain_decoder(target, annotations, mask, state)):
-        np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-5)
-
-
-def loop_body(graph):
-    """The body of the one while loop of `graph`."""
-    (loop,) = [op for op in graph.get_operations() if op.type in ("While", "StatelessWhile")]
-    return graph._functions[loop.get_attr("body").name].graph
-
-
-def test_step_invariant_work_is_outside_the_loop(plain_decoder):
-    """The loop body reads only the attention's own weights (W_a and v_a, through the layer):
-    C and U are read (and split) once before the loop, and the key projection U_a h, the
-    embedding, the input projection, the deep output and the vocabulary projection run
-    outside it."""
-    graph = trace_call(plain_decoder, 6).graph
-    body = loop_body(graph)
-    read_shapes = sorted(tuple(op.outputs[0].shape) for op in body.get_operations()
-                         if op.type == "ReadVariableOp")
-    attention = plain_decoder.attention
-    assert read_shapes == sorted([tuple(attention.query_dense.kernel.shape),
-                                  tuple(attention.score_vector.shape)])
-    outer_reads = {tuple(op.outputs[0].shape) for op in graph.get_operations()
-                   if op.type == "ReadVariableOp"}
-    assert tuple(plain_decoder.context_kernel.shape) in outer_reads
-    assert tuple(plain_decoder.recurrent_kernel.shape) in outer_reads
-    assert tuple(attention.key_dense.kernel.shape) in outer_reads
-    body_types = {op.type for op in body.get_operations()}
-    assert not body_types & {"GatherV2", "ResourceGather", "Max"}
-    # The one batched product is the context, Σ_j α_ij h_j: [batch, 1, src] x [batch, src, C].
-    batched = [tuple(op.outputs[0].shape) for op in body.get_operations()
-               if op.type == "BatchMatMulV2"]
-    assert batched == [(BATCH, 1, CONTEXT_DIM)]
-    # Nothing in the body has a vocabulary-sized axis.
-    assert not [op for op in body.get_operations()
-                for out in op.outputs if VOCAB in tuple(out.shape)]
-
+# -- another attention layer, a subclass's own cell ---------------------------------------------
 
 class DotAttention(keras.layers.Layer):
     """A minimal non-Bahdanau attention (`e_ij = s_{i-1}^T W h_j`) that reads a variable at

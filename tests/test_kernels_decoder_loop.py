@@ -14,7 +14,6 @@ import tensorflow as tf
 from test_decoder import (
     ATTENTION_UNITS,
     BATCH,
-    CONTEXT_DIM,
     SRC_LEN,
     TGT_LEN,
     UNITS,
@@ -22,7 +21,6 @@ from test_decoder import (
     make_decoder,
     make_dot_decoder,
     make_inputs,
-    trace_call,
     twin,
 )
 
@@ -145,78 +143,6 @@ def test_gradient_can_be_taken_twice_eagerly():
     second = tape.gradient(loss, annotations).numpy()
     assert np.abs(first).max() > 1e-3
     np.testing.assert_array_equal(first, second)
-
-
-# -- the kernel's graph -------------------------------------------------------------------------
-
-def loop_products(decoder):
-    """Output shapes of the matrix products that the while loops of a training step's graph
-    compute (the forward loop and its gradient). Products whose result does not reach the
-    loop body's outputs are left out: the runtime prunes them."""
-    target, annotations, mask, state = make_inputs(seed=33)
-
-    @tf.function
-    def gradients(target, annotations, mask, state):
-        with tf.GradientTape() as tape:
-            logits, _ = decoder(target, annotations, mask, state)
-            loss = tf.reduce_sum(logits)
-        return tape.gradient(loss, decoder.trainable_variables)
-
-    graph = gradients.get_concrete_function(target, annotations, mask, state).graph
-    # Every function the graph calls (the loops and their gradients may sit in functions).
-    functions = {name: f.graph for name, f in graph._functions.items()}
-    bodies = {op.get_attr("body").name for g in [graph, *functions.values()]
-              for op in g.get_operations() if op.type in ("While", "StatelessWhile")}
-    assert len(bodies) == 2  # the forward loop and its gradient
-    shapes = set()
-    for name in bodies:
-        body = functions[name]
-        live, stack = set(), [t.op for t in body.outputs]
-        while stack:
-            op = stack.pop()
-            if op.name not in live:
-                live.add(op.name)
-                stack.extend([t.op for t in op.inputs] + list(op.control_inputs))
-        shapes |= {tuple(op.outputs[0].shape) for op in body.get_operations()
-                   if op.type == "MatMul" and op.name in live}
-    return shapes
-
-
-def test_kernels_are_not_differentiated_inside_the_loop():
-    """No product in the fused loops has a kernel's shape: the gradients of C, [U_z; U_r], U
-    and W_a are computed after the loop. The reference, differentiated step by step, has
-    them in its gradient loop."""
-    fused, reference = fused_and_reference(seed=33, loop_shards=1)
-    kernel_shapes = {(CONTEXT_DIM, 3 * UNITS), (UNITS, 2 * UNITS), (UNITS, UNITS),
-                     (UNITS, ATTENTION_UNITS), (UNITS, ATTENTION_UNITS + 2 * UNITS)}
-    products = loop_products(fused)
-    assert (BATCH, 3 * UNITS) in products  # C c_i
-    assert not products & kernel_shapes
-    assert {(CONTEXT_DIM, 3 * UNITS), (UNITS, 2 * UNITS), (UNITS, UNITS),
-            (UNITS, ATTENTION_UNITS)} <= loop_products(reference)
-
-
-def test_one_loop_that_reads_no_weight(monkeypatch):
-    """The kernel is traced once per graph, whatever the target length, as one while loop
-    whose body reads no weight (they are read, split and concatenated once before it)."""
-    fused, _ = fused_and_reference(seed=12)
-    traces = []
-    original = decoder_loop.time_loop
-
-    def counting(*args, **kwargs):
-        traces.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(decoder_loop, "time_loop", counting)
-    short, long = trace_call(fused, 2), trace_call(fused, 11)
-    assert len(traces) == 2
-    assert len(short.graph.get_operations()) == len(long.graph.get_operations())
-    (loop,) = [op for op in long.graph.get_operations()
-               if op.type in ("While", "StatelessWhile")]
-    body = long.graph._functions[loop.get_attr("body").name].graph
-    assert not [op for op in body.get_operations() if op.type == "ReadVariableOp"]
-    assert not [op for op in body.get_operations()
-                for out in op.outputs if VOCAB in tuple(out.shape)]
 
 
 # -- where the kernel applies -------------------------------------------------------------------
