@@ -74,6 +74,9 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{action.help} ({describe()})" if describe else action.help
 
 
+# --attention's values: those of `ModelConfig.attention`, None written "none".
+ATTENTION_CHOICES = tuple("none" if a is None else a for a in config.ATTENTIONS)
+
 # The options of the model's shape: each sets these `ModelConfig` fields, whose defaults (and
 # checks) are `ModelConfig`'s. All are fixed on --resume.
 MODEL_OPTIONS = {
@@ -88,6 +91,12 @@ MODEL_OPTIONS = {
     "dropout": dict(
         type=fraction, field="dropout", fields=lambda rate: {"dropout": rate},
         help="dropout rate of the embeddings, annotations and readout in training"),
+    "attention": dict(
+        type=str, choices=ATTENTION_CHOICES, field="attention",
+        fields=lambda kind: {"attention": None if kind == "none" else kind},
+        help="the decoder's attention; none: the paper's RNNencdec baseline, whose every step "
+             "reads one fixed context, the encoder's summary [last forward state; first "
+             "backward state]"),
 }
 
 
@@ -124,7 +133,8 @@ def add_config_options(parser):
         "--time-limit limit one run)")
     for name, model_option in MODEL_OPTIONS.items():
         action = fixed.add_argument(option_name(name), type=model_option["type"],
-                                    default=None, help=model_option["help"])
+                                    choices=model_option.get("choices"), default=None,
+                                    help=model_option["help"])
         action.describe_default = lambda field=model_option["field"]: _model_default(field)
     for field in dataclasses.fields(config.TrainConfig):
         group = fixed if field.metadata["rule"] == config.FIXED else changeable
@@ -144,6 +154,8 @@ def add_config_options(parser):
 def _default_text(default, sample=None):
     if isinstance(default, bool):
         default = "on" if default else "off"
+    elif default is None:
+        default = "none"
     return f"default: {default}" + ("" if sample is None else f"; {sample} on the sample corpus")
 
 
@@ -254,9 +266,10 @@ def resume_conflict(error, args):
     for name, model_option in MODEL_OPTIONS.items():
         given = getattr(args, name)
         if given is not None and error.name in model_option["fields"](given):
+            saved = "none" if error.saved is None else error.saved  # as the option writes it
             return UsageError(
                 f"bahdanau-keras train: {option_name(name)} {given} differs from the model's "
-                f"{error.saved} ({error.name}); it cannot change on --resume")
+                f"{saved} ({error.name}); it cannot change on --resume")
     return UsageError(f"bahdanau-keras train: {option_name(error.name)} {error.given} differs "
                       f"from the model's {error.saved}; it cannot change on --resume")
 

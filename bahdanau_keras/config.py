@@ -25,6 +25,9 @@ FIXED, KEPT, PER_RUN = "fixed", "kept", "per run"
 # The implementations of the layers (`bahdanau_keras.kernels.IMPLEMENTATIONS`; a test checks
 # that the two agree).
 IMPLEMENTATIONS = ("auto", "reference", "fused")
+# The decoder's attention (`ModelConfig.attention`): Bahdanau attention, or none (RNNencdec, the
+# paper's baseline: the encoder's summary is the context of every step).
+ATTENTIONS = ("bahdanau", None)
 
 
 class Check(typing.NamedTuple):

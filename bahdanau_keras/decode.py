@@ -30,10 +30,11 @@ def max_output_lengths(source_mask, max_length_a=2.0, max_length_b=10, max_lengt
 def encode(translator, source):
     """Run the encoder and everything loop-invariant for the decoder.
 
-    Returns `(annotations, source_mask, initial_state, keys)` with keys `U_a h_j`.
+    Returns `(annotations, source_mask, initial_state, keys)` with keys `U_a h_j` (without
+    attention, the encoder's summary `c`: `Decoder.project_keys`).
     """
     annotations, source_mask, initial_state = translator.encoder(source, training=False)
-    keys = translator.decoder.attention.project_keys(annotations)  # [batch, src_len, att]
+    keys = translator.decoder.project_keys(annotations, source_mask)  # [batch, src_len, att]
     return annotations, source_mask, initial_state, keys
 
 

@@ -9,7 +9,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from bahdanau_keras.decoder import Decoder
+from bahdanau_keras.decoder import Decoder, validate_attention
 from bahdanau_keras.encoder import Encoder
 from bahdanau_keras.kernels import (
     cross_entropy,
@@ -34,6 +34,9 @@ class ModelConfig:
     tie_embeddings: bool = True  # W_o shares the target embedding matrix
     dropout: float = 0.0  # embeddings, annotations and readout, in training only
     normalize_attention: bool = False  # weight-normalised v_a
+    # "bahdanau", or None: no attention, the encoder's summary [→h_{T_x}; ←h_1] is the context
+    # of every step (RNNencdec, the paper's baseline)
+    attention: str | None = "bahdanau"
 
     def __post_init__(self):
         for name in ("source_vocab_size", "target_vocab_size", "embedding_dim", "encoder_units",
@@ -49,6 +52,7 @@ class ModelConfig:
         if (not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool)
                 or not 0.0 <= self.dropout < 1.0):
             raise ValueError(f"`dropout` must be a number in [0, 1). Received: {self.dropout!r}")
+        validate_attention(self.attention)
 
 
 @keras.saving.register_keras_serializable(package="bahdanau_keras")
@@ -57,8 +61,11 @@ class Translator(keras.Model):
 
     Args:
         source_vocab_size, target_vocab_size, embedding_dim, encoder_units, decoder_units,
-        attention_units, maxout, tie_embeddings, dropout, normalize_attention: the fields of
-            `ModelConfig` (the model's shape).
+        attention_units, maxout, tie_embeddings, dropout, normalize_attention, attention: the
+            fields of `ModelConfig` (the model's shape). `attention=None` is the paper's
+            baseline RNNencdec: no attention, the encoder's summary `[→h_{T_x}; ←h_1]` is
+            the context of every decoder step (see `Decoder`), and the attention weights
+            returned are zeros.
         implementation: `"auto"`, `"reference"` or `"fused"`, for the encoder, the decoder
             and the loss: the readable layers (`"reference"`) or the kernels of
             `bahdanau_keras.kernels` (`"fused"`: the same functions and gradients, faster on
@@ -83,14 +90,14 @@ class Translator(keras.Model):
     def __init__(self, source_vocab_size, target_vocab_size, embedding_dim=256, encoder_units=256,
                  decoder_units=512, attention_units=512, maxout=True, tie_embeddings=True,
                  dropout=0.0, normalize_attention=False, implementation="auto", loop_shards=2,
-                 loss_chunks=2, **kwargs):
+                 loss_chunks=2, attention="bahdanau", **kwargs):
         super().__init__(**kwargs)
         self.config = ModelConfig(
             source_vocab_size=source_vocab_size, target_vocab_size=target_vocab_size,
             embedding_dim=embedding_dim, encoder_units=encoder_units,
             decoder_units=decoder_units, attention_units=attention_units, maxout=maxout,
             tie_embeddings=tie_embeddings, dropout=dropout,
-            normalize_attention=normalize_attention)
+            normalize_attention=normalize_attention, attention=attention)
         self.implementation = validate_implementation(implementation)
         self.loop_shards = validate_parts("loop_shards", loop_shards)
         self.loss_chunks = validate_parts("loss_chunks", loss_chunks)
@@ -101,7 +108,7 @@ class Translator(keras.Model):
             target_vocab_size, embedding_dim, decoder_units, attention_units, maxout=maxout,
             tie_embeddings=tie_embeddings, dropout=dropout,
             normalize_attention=normalize_attention, implementation=implementation,
-            loop_shards=loop_shards, name="decoder")
+            loop_shards=loop_shards, attention=attention, name="decoder")
         # Every shape is known from the configuration: create the weights now.
         self.build()
 

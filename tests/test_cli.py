@@ -260,6 +260,7 @@ def test_resume_takes_the_options_that_may_change(capsys, monkeypatch, skipped_m
     ("--units", "64", ["--units 64", "the model's 32 (decoder_units)"]),
     ("--embedding-dim", "8", ["--embedding-dim 8", "the model's 16"]),
     ("--dropout", "0.3", ["--dropout 0.3", "the model's 0.0"]),
+    ("--attention", "none", ["--attention none", "the model's bahdanau (attention)"]),
 ])
 def test_resume_refuses_a_fixed_option_with_another_value(
         capsys, monkeypatch, skipped_model, option, value, fragments):
@@ -345,6 +346,20 @@ def test_train_defaults_are_the_dataclass_defaults(capsys, monkeypatch, corpus, 
     assert config == TrainConfig(**values)
     assert overrides == {"decoder_units": 10, "attention_units": 10, "encoder_units": 5,
                          "embedding_dim": 6, "dropout": 0.5}
+
+
+def test_attention_option(capsys, monkeypatch, corpus, tmp_path):
+    """--attention none is ModelConfig(attention=None) (RNNencdec); other values are refused."""
+    for value, expected in (("none", None), ("bahdanau", "bahdanau")):
+        overrides, _ = captured_train(capsys, monkeypatch, "--data", corpus, "--model-dir",
+                                      tmp_path / "m", "--attention", value)
+        assert overrides == {"attention": expected}
+    code, _, err = run(capsys, "train", "--data", corpus, "--model-dir", tmp_path / "m",
+                       "--attention", "luong")
+    assert_usage_error(code, err, "--attention", "invalid choice: 'luong'", "'none'")
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    assert "(default: bahdanau)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_sample_corpus_defaults(capsys, monkeypatch, tmp_path):

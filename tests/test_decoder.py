@@ -55,6 +55,18 @@ def numpy_attention(attention, state, annotations, mask):
     return np.einsum("bs,bsd->bd", weights, annotations), weights
 
 
+def numpy_summary(annotations, mask):
+    """The encoder's summary `c = [→h_{T_x}; ←h_1]` in float64: the forward half of the
+    annotation at each sentence's last real position, the backward half of the first."""
+    half = annotations.shape[-1] // 2
+    summary = np.zeros((annotations.shape[0], annotations.shape[-1]))
+    for b in range(annotations.shape[0]):
+        last = max(int(np.flatnonzero(mask[b]).max(initial=0)), 0)  # x_{T_x}
+        summary[b, :half] = annotations[b, last, :half]  # →h_{T_x}
+        summary[b, half:] = annotations[b, 0, half:]  # ←h_1
+    return summary
+
+
 def numpy_weights(decoder):
     return {w.path.split("/", 1)[1]: w.numpy().astype(np.float64) for w in decoder.weights}
 
@@ -80,7 +92,10 @@ def numpy_step(decoder, previous_tokens, state, annotations, mask):
     w = numpy_weights(decoder)
     u = UNITS
     embedded = w["embedding/embeddings"][previous_tokens]  # E y_{i-1}
-    context, weights = numpy_attention(decoder.attention, state, annotations, mask)
+    if decoder.attention is None:  # RNNencdec: c_i = c, no α
+        context, weights = numpy_summary(annotations, mask), np.zeros(mask.shape)
+    else:
+        context, weights = numpy_attention(decoder.attention, state, annotations, mask)
     # Columns of input_kernel / context_kernel / recurrent_kernel: [z | r | candidate].
     kernel, bias = w["input_kernel"], w["input_bias"]
     c_kernel, recurrent = w["context_kernel"], w["recurrent_kernel"]
@@ -595,3 +610,150 @@ def test_dropout_only_in_training():
     seed_everything(1)
     trained = decoder(*inputs, training=True)[0].numpy()
     assert not np.allclose(trained, first) and np.all(np.isfinite(trained))
+
+
+# -- without attention: RNNencdec, the paper's baseline ---------------------------------------
+
+@pytest.fixture(scope="module")
+def encdec_decoder():
+    return make_decoder(seed=50, attention=None)
+
+
+def test_without_attention_there_are_no_attention_weights():
+    decoder = Decoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS, attention=None,
+                      name="decoder")
+    decoder.build((None, None), (None, None, CONTEXT_DIM))
+    assert decoder.attention is None and decoder.attention_type is None
+    paths = {w.path for w in decoder.weights}
+    assert not [p for p in paths if "attention" in p]
+    # The same weights as the attention decoder's, less W_a, U_a and v_a.
+    attention = make_decoder(seed=51, name="decoder")
+    assert decoder.count_params() == attention.count_params() - attention.attention.count_params()
+    assert paths == {w.path for w in attention.weights if "/attention/" not in w.path}
+
+
+def test_without_attention_the_context_is_the_summary_at_every_step(encdec_decoder):
+    """Every step's context is `[→h_{T_x}; ←h_1]` of its own sentence (the forward half at
+    the last REAL position, whatever the padding holds), the states and logits are those of
+    the NumPy steps with that context, and the attention weights are zeros."""
+    target, annotations, mask, state = make_inputs(seed=52)
+    annotations[~mask] = 100.0  # padding the summary must not read
+    states, embedded, contexts, weights = encdec_decoder.teacher_forcing(
+        target, annotations, mask, state)
+    summary = numpy_summary(annotations.astype(np.float64), mask)
+    assert not np.any(np.abs(summary) >= 100.0)
+    assert summary[2, 0] == annotations[2, 0, 0] and summary[0, 0] == annotations[0, 3, 0]
+    contexts = contexts.numpy()
+    for i in range(TGT_LEN):
+        np.testing.assert_array_equal(contexts[:, i], contexts[:, 0])  # the same at every step
+    np.testing.assert_allclose(contexts[:, 0], summary, rtol=0, atol=0)
+    np.testing.assert_array_equal(weights.numpy(), np.zeros((BATCH, TGT_LEN, SRC_LEN)))
+    logits, _ = encdec_decoder(target, annotations, mask, state)
+    numpy_state = state.astype(np.float64)
+    for i in range(TGT_LEN):
+        expected_logits, numpy_state, _, expected_context = numpy_step(
+            encdec_decoder, target[:, i], numpy_state, annotations.astype(np.float64), mask)
+        np.testing.assert_allclose(states.numpy()[:, i], numpy_state, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(logits.numpy()[:, i], expected_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_without_attention_the_summary_follows_the_mask(encdec_decoder):
+    """Padding the source (with any values) changes nothing; without a mask every position
+    is real, so the forward half is read at the last one."""
+    target, annotations, mask, state = make_inputs(seed=53)
+    logits, _ = encdec_decoder(target, annotations, mask, state)
+    rng = np.random.default_rng(54)
+    padded = np.concatenate(
+        [annotations, 50 * rng.standard_normal((BATCH, 3, CONTEXT_DIM)).astype(np.float32)], 1)
+    padded_logits, padded_weights = encdec_decoder(
+        target, padded, np.pad(mask, [(0, 0), (0, 3)]), state)
+    np.testing.assert_allclose(padded_logits.numpy(), logits.numpy(), atol=1e-5)
+    assert tuple(padded_weights.shape) == (BATCH, TGT_LEN, SRC_LEN + 3)
+    full = np.ones_like(mask)
+    np.testing.assert_array_equal(
+        Decoder.source_summary(tf.constant(padded)).numpy(),
+        numpy_summary(padded, np.ones((BATCH, SRC_LEN + 3), bool)))
+    np.testing.assert_array_equal(
+        Decoder.source_summary(tf.constant(annotations), full).numpy(),
+        Decoder.source_summary(tf.constant(annotations)).numpy())
+    np.testing.assert_array_equal(  # one sentence of each length alone: its own last position
+        encdec_decoder.project_keys(tf.constant(annotations), mask).numpy(),
+        numpy_summary(annotations, mask))
+
+
+def test_without_attention_step_equals_teacher_forcing(encdec_decoder):
+    target, annotations, mask, state = make_inputs(seed=55)
+    logits, weights = encdec_decoder(target, annotations, mask, state)
+    keys = encdec_decoder.project_keys(annotations, mask)  # c: [batch, context_dim]
+    assert tuple(keys.shape) == (BATCH, CONTEXT_DIM)
+    step_state = tf.constant(state)
+    for i in range(TGT_LEN):
+        step_logits, step_state, step_weights = encdec_decoder.step(
+            target[:, i], step_state, keys, annotations, mask)
+        np.testing.assert_allclose(logits.numpy()[:, i], step_logits.numpy(), atol=1e-5)
+        np.testing.assert_array_equal(step_weights.numpy(), np.zeros((BATCH, SRC_LEN)))
+
+
+def test_without_attention_gradients_reach_the_annotations_through_the_summary(
+        encdec_decoder):
+    target, annotations, mask, state = make_inputs(seed=56)
+    annotations = tf.constant(annotations)
+    with tf.GradientTape() as tape:
+        tape.watch(annotations)
+        logits, _ = encdec_decoder(target, annotations, mask, state, training=True)
+        loss = tf.reduce_sum(logits ** 2)
+    gradient = tape.gradient(loss, annotations).numpy()
+    half = CONTEXT_DIM // 2
+    read = np.zeros(gradient.shape, bool)  # the forward half at T_x, the backward half at 1
+    for b, length in enumerate(SOURCE_LENGTHS):
+        read[b, length - 1, :half] = read[b, 0, half:] = True
+    assert np.all(np.abs(gradient[read]) > 0) and np.all(gradient[~read] == 0)
+
+
+def test_without_attention_auto_runs_the_reference_and_fused_raises(encdec_decoder,
+                                                                    monkeypatch):
+    monkeypatch.setattr(kernels, "gpu_present", lambda: False)
+    assert "no attention (attention=None)" in decoder_loop.unsupported(encdec_decoder)
+    calls = spy_on_the_kernel(monkeypatch)
+    inputs = make_inputs(seed=57)
+    auto = twin(encdec_decoder, implementation="auto")
+    for x, y in zip(auto(*inputs), encdec_decoder(*inputs)):
+        np.testing.assert_array_equal(x.numpy(), y.numpy())
+    assert not calls
+    with pytest.raises(ValueError, match=re.escape(
+            "`implementation='fused'` cannot run layer") + ".*has no attention"):
+        twin(encdec_decoder, implementation="fused")(*inputs)
+
+
+def test_without_attention_config_round_trip(encdec_decoder):
+    config = encdec_decoder.get_config()
+    assert config["attention"] is None
+    clone = twin(encdec_decoder)
+    assert clone.attention is None and clone.get_config() == config
+    inputs = make_inputs(seed=58)
+    for x, y in zip(encdec_decoder(*inputs), clone(*inputs)):
+        np.testing.assert_array_equal(x.numpy(), y.numpy())
+    serialized = keras.saving.serialize_keras_object(encdec_decoder)
+    assert keras.saving.deserialize_keras_object(serialized).get_config() == config
+    # A configuration written before the option existed is the attention decoder's.
+    old = {key: value for key, value in make_decoder(seed=59).get_config().items()
+           if key != "attention"}
+    assert Decoder.from_config(old).attention_type == "bahdanau"
+    assert isinstance(Decoder.from_config(old).attention, BahdanauAttention)
+
+
+def test_without_attention_needs_annotations_with_two_halves():
+    decoder = Decoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS, attention=None)
+    with pytest.raises(ValueError, match=re.escape(
+            "must have an even number of features (a forward half, then a backward half). "
+            "Received: 5")):
+        decoder.build((None, None), (None, None, 5))
+
+
+@pytest.mark.parametrize("attention", ["luong", "Bahdanau", "none", "", 0, False])
+def test_attention_must_be_bahdanau_or_none(attention):
+    with pytest.raises(ValueError, match=re.escape(
+            f"`attention` must be 'bahdanau' (Bahdanau attention) or None (no attention: the "
+            f"encoder's summary is the context of every step). Received: "
+            f"attention={attention!r}")):
+        Decoder(VOCAB, EMBEDDING_DIM, UNITS, ATTENTION_UNITS, attention=attention)

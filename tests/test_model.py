@@ -6,6 +6,7 @@ length 9 (`START y_1 ... y_n END` padded with 0).
 """
 
 import dataclasses
+import json
 import re
 
 import keras
@@ -14,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from bahdanau_keras import kernels
+from bahdanau_keras.attention import BahdanauAttention
 from bahdanau_keras.kernels import bidirectional_gru, cross_entropy, decoder_loop
 from bahdanau_keras.model import ModelConfig, Translator
 from bahdanau_keras.text import END_ID, PAD_ID, START_ID
@@ -59,6 +61,8 @@ def expected_parameters(c):
                + 2 * 3 * enc * (emb + enc + 2)  # two GRUs: kernel, recurrent, 2 biases
                + enc * dec + dec)  # W_s and its bias
     attention = dec * att + 2 * enc * att + att + ((1 + att) if c.normalize_attention else 0)
+    if c.attention is None:  # RNNencdec: no W_a, U_a, v_a
+        attention = 0
     decoder = (c.target_vocab_size * emb  # target embedding
                + attention
                + 3 * dec * (emb + 1 + 2 * enc + dec)  # [W; C; U] of z, r, s̃ and the bias
@@ -108,7 +112,8 @@ def test_weights_are_created_in_the_constructor():
 
 @pytest.mark.parametrize("options", [
     {}, dict(maxout=False), dict(tie_embeddings=False), dict(normalize_attention=True),
-    dict(maxout=False, tie_embeddings=False, normalize_attention=True)])
+    dict(maxout=False, tie_embeddings=False, normalize_attention=True), dict(attention=None),
+    dict(attention=None, maxout=False, tie_embeddings=False)])
 def test_parameter_count_matches_model_config(options):
     config = ModelConfig(**SIZES, **options)
     model = Translator.from_model_config(config)
@@ -430,7 +435,8 @@ def test_two_models_from_one_seed_are_identical():
     ("source_vocab_size", 0), ("target_vocab_size", -5), ("embedding_dim", 2.5),
     ("encoder_units", "8"), ("decoder_units", True), ("attention_units", None),
     ("dropout", 1.0), ("dropout", -0.1), ("dropout", float("nan")), ("dropout", "0.1"),
-    ("dropout", None), ("maxout", "no"), ("tie_embeddings", 1), ("normalize_attention", None)])
+    ("dropout", None), ("maxout", "no"), ("tie_embeddings", 1), ("normalize_attention", None),
+    ("attention", "luong"), ("attention", "none"), ("attention", False)])
 def test_model_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError) as info:
         ModelConfig(**{**SIZES, field: value})
@@ -439,3 +445,141 @@ def test_model_config_rejects_bad_values(field, value):
     # Translator validates through the same ModelConfig.
     with pytest.raises(ValueError, match=field):
         Translator(**{**SIZES, field: value})
+
+
+# -- without attention: RNNencdec, the paper's baseline ---------------------------------------
+
+@pytest.mark.parametrize("implementation", ["reference", "auto"])
+def test_without_attention_the_context_is_the_encoders_final_states(implementation,
+                                                                    monkeypatch):
+    """The decoder's one context is `[→h_{T_x}; ←h_1]`: the final states of the encoder's two
+    GRUs (Keras' own `Bidirectional(GRU)` states, each sentence at its real length), with the
+    readable encoder or its kernel (`"auto"` without a GPU)."""
+    monkeypatch.setattr(kernels, "gpu_present", lambda: False)
+    calls = spy_on_the_kernels(monkeypatch)
+    model = make_model(seed=30, attention=None, implementation=implementation)
+    source, target = make_batch(seed=31)
+    annotations, mask, _ = model.encoder(source)
+    embedded = model.encoder.embedding(source)
+    _, forward_state, backward_state = model.encoder.bidirectional_gru(
+        embedded, mask=tf.not_equal(source, PAD_ID))
+    expected = np.concatenate([forward_state.numpy(), backward_state.numpy()], axis=-1)
+    summary = model.decoder.project_keys(annotations, mask).numpy()
+    np.testing.assert_allclose(summary, expected, atol=1e-6)
+    _, _, contexts, _ = model.decoder.teacher_forcing(
+        target[:, :-1], annotations, mask, model.encoder(source)[2])
+    np.testing.assert_allclose(
+        contexts.numpy(), np.broadcast_to(expected[:, None], contexts.shape), atol=1e-6)
+    assert calls == ([] if implementation == "reference" else ["bidirectional_gru"] * 2)
+
+
+def test_without_attention_outputs_loss_and_kernels(monkeypatch):
+    """Zero attention weights; the loss is the masked cross-entropy; "auto" runs the encoder
+    and loss kernels but the reference decoder loop, and "fused" refuses the decoder."""
+    monkeypatch.setattr(kernels, "gpu_present", lambda: False)
+    calls = spy_on_the_kernels(monkeypatch)
+    model = make_model(seed=32, attention=None)
+    assert model.decoder.attention is None
+    source, target = make_batch(seed=33)
+    logits, weights = model((source, target[:, :-1]))
+    np.testing.assert_array_equal(weights.numpy(), np.zeros((BATCH, TGT_LEN - 1, SRC_LEN)))
+    assert np.all(np.isfinite(logits.numpy()))
+    calls.clear()
+    loss, count = model.loss_and_count(source, target)
+    assert calls == ["bidirectional_gru", "summed_loss"]
+    expected_loss, expected_count = numpy_loss(logits.numpy(), target)
+    assert int(count) == expected_count
+    np.testing.assert_allclose(float(loss), expected_loss, rtol=1e-5)
+    with pytest.raises(ValueError, match="cannot run layer 'decoder'.*has no attention"):
+        make_model(seed=32, attention=None, implementation="fused").loss_and_count(
+            source, target)
+
+
+def test_without_attention_config_round_trip(tmp_path):
+    model = make_model(seed=34, attention=None)
+    config = model.get_config()
+    assert config["attention"] is None and model.config.attention is None
+    clone = Translator.from_config(config)
+    assert clone.get_config() == config and clone.decoder.attention is None
+    model_config = ModelConfig(**SIZES, attention=None)
+    assert ModelConfig(**json.loads(json.dumps(dataclasses.asdict(model_config)))) == (
+        model_config)
+    path = tmp_path / "encdec.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_config() == config
+    source, target = make_batch(seed=35)
+    for x, y in zip(model((source, target[:, :-1])), loaded((source, target[:, :-1]))):
+        np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
+def test_a_configuration_without_the_attention_field_is_the_attention_model():
+    """Models and `config.json` files written before `attention` existed load unchanged."""
+    model = make_model(seed=36)
+    config = model.get_config()
+    del config["attention"]
+    old = Translator.from_config(config)
+    assert old.config.attention == "bahdanau"
+    assert isinstance(old.decoder.attention, BahdanauAttention)
+    assert [w.path for w in old.weights] == [w.path for w in model.weights]
+    fields = dataclasses.asdict(ModelConfig(**SIZES))
+    del fields["attention"]
+    assert ModelConfig(**fields).attention == "bahdanau"
+
+
+def test_without_attention_greedy_decoding_follows_teacher_forcing():
+    """Greedy search picks, at every step, the best token of the teacher-forced logits of
+    what it chose so far; its attention output is zeros; beam search with a coverage penalty
+    stays finite."""
+    from bahdanau_keras.decode import beam_search_decode, greedy_decode
+
+    model = make_model(seed=37, attention=None)
+    rng = np.random.default_rng(38)
+    weights = [0.8 * rng.standard_normal(w.shape).astype(np.float32) for w in model.weights]
+    model.set_weights(weights)
+    source, _ = make_batch(seed=39)
+    for b, length in enumerate(SOURCE_LENGTHS):
+        source[b, length - 1] = END_ID
+    result = greedy_decode(model, tf.constant(source), max_length_b=4)
+    tokens, lengths = result["tokens"].numpy(), result["lengths"].numpy()
+    np.testing.assert_array_equal(result["attention"].numpy(), 0.0)
+    target_in = np.concatenate([np.full((BATCH, 1), START_ID, np.int32), tokens[:, :-1]], 1)
+    logits, _ = model((source, target_in))
+    logits = logits.numpy()
+    logits[..., [PAD_ID, START_ID]] = -np.inf  # never chosen
+    for b in range(BATCH):  # the last token is END_ID (chosen, or forced at the limit)
+        assert tokens[b, lengths[b] - 1] == END_ID
+        chosen = slice(0, lengths[b] - 1)
+        np.testing.assert_array_equal(logits[b, chosen].argmax(-1), tokens[b, chosen])
+    beam = beam_search_decode(model, tf.constant(source), beam_width=3, alpha=0.6, beta=0.2,
+                              max_length_b=4)
+    assert np.all(np.isfinite(beam["scores"].numpy()))
+    np.testing.assert_array_equal(beam["attention"].numpy(), 0.0)
+
+
+def test_without_attention_trains_exports_and_translates(tmp_path):
+    """`train.train` with `attention=None` writes it to `config.json`; the model directory
+    and its SavedModel translate alike, with zero attention."""
+    from bahdanau_keras import data, train
+    from bahdanau_keras.export import export_model_dir
+    from bahdanau_keras.translate import Translation
+
+    model_dir = tmp_path / "encdec"
+    sizes = dict(embedding_dim=16, encoder_units=16, decoder_units=32, attention_units=32,
+                 attention=None)
+    train.train(str(model_dir), data.read_corpus(data.SAMPLE_CORPUS), sizes,
+                train.TrainConfig(epochs=1, vocab_size=300, seed=0), verbose=0)
+    saved = json.loads((model_dir / "config.json").read_text())
+    assert saved["model"]["attention"] is None
+    assert train.load_trained(str(model_dir)).translator.decoder.attention is None
+    sentences = ["John loves Mary.", "I see the red car."]
+    in_memory = Translation.open(str(model_dir)).translate(sentences)
+    exported = export_model_dir(str(model_dir), str(tmp_path / "exported"))
+    reloaded = Translation.open(exported)
+    for beam in (1, 2):
+        for x, y in zip(Translation.open(str(model_dir)).translate(sentences, beam_width=beam),
+                        reloaded.translate(sentences, beam_width=beam)):
+            assert x["translation"] == y["translation"]
+            assert np.all(np.asarray(y["attention"]) == 0.0)
+    assert [r["translation"] for r in in_memory] == [
+        r["translation"] for r in reloaded.translate(sentences)]

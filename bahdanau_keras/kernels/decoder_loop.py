@@ -42,9 +42,12 @@ from bahdanau_keras.kernels.backprop import (
 def unsupported(decoder):
     """Why `time_loop` cannot compute `decoder`'s loop (a phrase), or `None` where it can: it
     needs float32 computation and an attention layer that is exactly `BahdanauAttention` (its
-    equations are written out here)."""
+    equations are written out here): not another layer, nor none (`attention=None`)."""
     reason = float32_only(decoder, "fused decoder loop")
-    if reason is None and type(decoder.attention) is not BahdanauAttention:
+    if reason is None and decoder.attention is None:
+        reason = ("the fused decoder loop writes out BahdanauAttention's equations, and this "
+                  "decoder has no attention (attention=None)")
+    elif reason is None and type(decoder.attention) is not BahdanauAttention:
         reason = ("the fused decoder loop writes out BahdanauAttention's equations, and this "
                   f"decoder's attention layer is a {type(decoder.attention).__name__}")
     return reason
