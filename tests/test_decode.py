@@ -14,8 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bahdanau_keras.decode import (
+    BEAM_OUTPUTS,
+    GREEDY_OUTPUTS,
     NEG_INF,
     beam_search_decode,
+    decode_sorted,
     greedy_decode,
     length_penalty,
     max_output_lengths,
@@ -418,3 +421,38 @@ def test_empty_batch():
 def test_negative_infinity_is_far_below_any_real_score():
     # A 256-token hypothesis of log-probability -40 a token is still far above NEG_INF / 2.
     assert 256 * -40.0 > NEG_INF / 2
+
+
+# -- sorted batches ------------------------------------------------------------------------------
+
+
+def in_sorted_batches(search, batch_size, outputs):
+    return tf.function(lambda s: decode_sorted(search, s, batch_size, outputs),
+                       input_signature=[IDS])
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 5, 100])
+def test_sorted_batches_give_the_results_of_one_batch(batch_size):
+    translator = tiny_translator(6)
+    source = ids([[4, 5, 6], [7, 8, 9, 10, 11, 12, 4, 5], [12], [], [6, 6, 7, 9, 5]] * 2)
+    searches = [
+        (lambda s: greedy_decode(translator, s), GREEDY_OUTPUTS),
+        (lambda s: beam_search_decode(translator, s, 3, alpha=0.6, beta=0.2), BEAM_OUTPUTS),
+    ]
+    for search, outputs in searches:
+        whole = numpy(tf.function(search)(source))
+        sorted_ = numpy(in_sorted_batches(search, batch_size, outputs)(source))
+        assert sorted(sorted_) == sorted(whole) == sorted(outputs)
+        for key, value in whole.items():
+            assert sorted_[key].dtype == value.dtype and sorted_[key].shape == value.shape, key
+            if value.dtype.kind in "iub":
+                np.testing.assert_array_equal(sorted_[key], value, err_msg=key)
+            else:
+                np.testing.assert_allclose(sorted_[key], value, rtol=1e-5, atol=1e-5,
+                                           err_msg=key)
+
+
+def test_sorted_batches_of_nothing():
+    translator = tiny_translator(0)
+    out = decode_sorted(lambda s: greedy_decode(translator, s), tf.zeros([0, 3], tf.int32), 4)
+    assert out["tokens"].shape[0] == 0 and out["attention"].shape[0] == 0

@@ -10,6 +10,8 @@ is held to it by `tests/test_kernels_<module>.py` (values and gradients):
 - `decoder_loop`: the `Decoder`'s step loop with `BahdanauAttention`, its backward pass
   written out and the batch split into independent parts (reference: `Decoder.cell` in
   `Decoder.time_loop`);
+- `decoding`: the `Decoder`'s step for greedy and beam search, its products fused and its
+  weights prepared once per search (reference: `Decoder.step`, `decode.ReferenceStep`);
 - `cross_entropy`: the output layer and the cross-entropy over the real tokens in pieces, the
   cross-entropy with its own gradient (reference: `Translator.loss_and_count`);
 - `adam`: Keras' Adam with its update as one fused TensorFlow op (reference:
