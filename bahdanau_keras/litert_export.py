@@ -99,6 +99,10 @@ def _check_float32(translator):
 def encoder_function(translator):
     """A `tf.function` over `source_ids` `[batch, src_len]`: the encoder and `U_a h_j`."""
     _check_float32(translator)
+    if translator.decoder.attention is None:
+        raise ValueError("The LiteRT models' signatures carry the attention's keys `U_a h_j`: a "
+                         "model without attention cannot be exported to LiteRT (export it as a "
+                         "SavedModel). Received: attention=None")
     encoder = translator.encoder
     units = encoder.units
     cells = (encoder.bidirectional_gru.forward_layer.cell,

@@ -557,6 +557,7 @@ def test_without_attention_greedy_decoding_follows_teacher_forcing():
     np.testing.assert_array_equal(beam["attention"].numpy(), 0.0)
 
 
+@pytest.mark.slow
 def test_without_attention_trains_exports_and_translates(tmp_path):
     """`train.train` with `attention=None` writes it to `config.json`; the model directory
     and its SavedModel translate alike, with zero attention."""
@@ -583,3 +584,11 @@ def test_without_attention_trains_exports_and_translates(tmp_path):
             assert np.all(np.asarray(y["attention"]) == 0.0)
     assert [r["translation"] for r in in_memory] == [
         r["translation"] for r in reloaded.translate(sentences)]
+
+
+def test_without_attention_litert_export_refuses_clearly():
+    from bahdanau_keras import litert_export
+
+    with pytest.raises(ValueError, match="without attention cannot be exported to LiteRT.*"
+                                         "Received: attention=None"):
+        litert_export.encoder_function(make_model(seed=40, attention=None))
