@@ -28,6 +28,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Every test starts an interpreter on another backend.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 # A tolerance of 1e-5 on outputs of order 1, float32 on both sides.

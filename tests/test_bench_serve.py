@@ -64,6 +64,7 @@ def test_decode_flops_count_the_encoder_once_and_every_hypothesis():
     assert bench.decode_flops(config, [4], [5]) == by_hand
 
 
+@pytest.mark.slow
 def test_sentences_are_the_first_of_the_test_split(tiny_model_dir, sentence_file):
     from bahdanau_keras import evaluate
     from bahdanau_keras.train import read_config
@@ -102,6 +103,7 @@ def test_unpack_and_serve_need_an_exported_model(tmp_path):
                        "--sentences", str(tmp_path / "sentences.txt")]) == 2
 
 
+@pytest.mark.slow
 def test_serve_needs_sentences(saved_model, tmp_path, capsys):
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
     assert bench.main(["serve", "--saved-model", saved_model,

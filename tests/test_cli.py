@@ -164,6 +164,7 @@ def skipped_model(tmp_path_factory, sample_lines):
                 err=err.getvalue())
 
 
+@pytest.mark.slow
 def test_skip_bad_lines_trains_and_warns(capsys, skipped_model):
     root, path, model_dir = (skipped_model[k] for k in ("root", "path", "model_dir"))
     code, out, err = (skipped_model[k] for k in ("code", "out", "err"))
@@ -194,6 +195,7 @@ def test_skip_bad_lines_trains_and_warns(capsys, skipped_model):
     assert_usage_error(code, err, "not the corpus")
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_models_corpus_and_options(capsys, monkeypatch, skipped_model):
     """Without --data, --epochs, --patience or --checkpoint-every, --resume goes on with the
     model's own; given, they change the run's length and limits."""
@@ -219,6 +221,7 @@ def test_resume_keeps_the_models_corpus_and_options(capsys, monkeypatch, skipped
     assert (config.epochs, config.patience, config.checkpoint_every) == (4, 0, 7)
 
 
+@pytest.mark.slow
 def test_resume_takes_the_options_that_may_change(capsys, monkeypatch, skipped_model):
     """The learning rate, the run's limits and how the step runs may change on --resume; the
     limits of one run (--max-steps, --time-limit) do not carry over to the next."""
@@ -262,6 +265,7 @@ def test_resume_takes_the_options_that_may_change(capsys, monkeypatch, skipped_m
     ("--dropout", "0.3", ["--dropout 0.3", "the model's 0.0"]),
     ("--attention", "none", ["--attention none", "the model's bahdanau (attention)"]),
 ])
+@pytest.mark.slow
 def test_resume_refuses_a_fixed_option_with_another_value(
         capsys, monkeypatch, skipped_model, option, value, fragments):
     from bahdanau_keras import train
@@ -276,6 +280,7 @@ def test_resume_refuses_a_fixed_option_with_another_value(
     assert (skipped_model["model_dir"] / "config.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_resume_on_a_corpus_that_is_gone(capsys, skipped_model, tmp_path):
     model_dir = tmp_path / "model"
     shutil.copytree(skipped_model["model_dir"], model_dir)
@@ -287,6 +292,7 @@ def test_resume_on_a_corpus_that_is_gone(capsys, skipped_model, tmp_path):
     assert_usage_error(code, err, "gone.zip", "--data")
 
 
+@pytest.mark.slow
 def test_resume_from_a_corrupt_checkpoint(capsys, skipped_model, tmp_path):
     assert skipped_model["code"] == 0
     model_dir = tmp_path / "model"
@@ -426,6 +432,7 @@ def model_copy(tiny_model_dir, tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_translate_truncated_checkpoint(capsys, model_copy):
     for data_file in (model_copy / "best").glob("*.data-*"):
         data_file.write_bytes(data_file.read_bytes()[: data_file.stat().st_size // 2])
@@ -434,6 +441,7 @@ def test_translate_truncated_checkpoint(capsys, model_copy):
     assert out == ""
 
 
+@pytest.mark.slow
 def test_translate_truncated_index_and_vocabulary(capsys, model_copy):
     for index in (model_copy / "best").glob("*.index"):
         index.write_bytes(index.read_bytes()[:20])
@@ -444,6 +452,7 @@ def test_translate_truncated_index_and_vocabulary(capsys, model_copy):
     assert_usage_error(code, err, "cannot read the vocabularies")
 
 
+@pytest.mark.slow
 def test_translate_without_weights(capsys, model_copy):
     shutil.rmtree(model_copy / "best")
     shutil.rmtree(model_copy / "checkpoints")
@@ -451,6 +460,7 @@ def test_translate_without_weights(capsys, model_copy):
     assert_usage_error(code, err, "no trained weights")
 
 
+@pytest.mark.slow
 def test_translate_input_errors(capsys, tiny_model_dir, tmp_path):
     missing = tmp_path / "missing.txt"
     code, out, err = run(capsys, "translate", "--model-dir", tiny_model_dir, "--input", missing)
@@ -461,6 +471,7 @@ def test_translate_input_errors(capsys, tiny_model_dir, tmp_path):
     assert_usage_error(code, err, "not both")
 
 
+@pytest.mark.slow
 def test_translate_stdin(capsys, monkeypatch, tiny_model_dir):
     stdin = io.TextIOWrapper(io.BytesIO(
         "Thank you.\nGood night.\nSee you tomorrow.\n".encode("utf-8")), encoding="utf-8")
@@ -472,6 +483,7 @@ def test_translate_stdin(capsys, monkeypatch, tiny_model_dir):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_translate_input_file_and_json(capsys, tiny_model_dir, tmp_path):
     sentences = ["Thank you.", "How are you?", "I see the red car.", "Caf\u00e9 \U0001F600 !"]
     path = tmp_path / "in.txt"
@@ -519,6 +531,7 @@ def test_process_bad_option(tmp_path):
                          "--epochs")
 
 
+@pytest.mark.slow
 def test_process_malformed_corpus(tmp_path):
     path = tmp_path / "bad.tsv"
     path.write_bytes(b"Hi.\tSalut.\nCaf\xe9.\tCaf\xc3\xa9.\n")
@@ -526,6 +539,7 @@ def test_process_malformed_corpus(tmp_path):
                          f"{path}, line 2", "invalid UTF-8")
 
 
+@pytest.mark.slow
 def test_process_corrupt_model(model_copy):
     for data_file in (model_copy / "best").glob("*.data-*"):
         data_file.write_bytes(b"")

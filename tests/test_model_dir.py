@@ -137,6 +137,7 @@ def test_latest_checkpoint_without_a_readable_list(tmp_path):
     assert latest_checkpoint(str(directory)) == str(directory / "ckpt-7")
 
 
+@pytest.mark.slow
 def test_load(tiny_model_dir, tmp_path):
     directory = ModelDir(tiny_model_dir)
     trained = directory.load()

@@ -74,6 +74,7 @@ def test_plot_history(tmp_path):
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "dev"]
 
 
+@pytest.mark.slow
 def test_plot_history_of_a_trained_model(tiny_model_dir, tmp_path):
     import json
 

@@ -147,6 +147,7 @@ def check_servable(path):
     return ops, text
 
 
+@pytest.mark.slow
 def test_shipped_saved_model_uses_only_core_and_tensorflow_text_ops():
     ops, text = check_servable(SHIPPED)
     # What the translator needs is there: the loops, SentencePiece, the normalisation.
@@ -155,6 +156,7 @@ def test_shipped_saved_model_uses_only_core_and_tensorflow_text_ops():
     assert {"SentencepieceTokenizeOp", "SentencepieceDetokenizeOp", "NormalizeUTF8"} <= text
 
 
+@pytest.mark.slow
 def test_saved_model_ops_looks_inside_nested_functions(tmp_path):
     """The lister sees an op that occurs only in a loop body inside a called function, and a
     `PyFunc` there fails the check."""
@@ -359,6 +361,7 @@ def served():
     return examples()
 
 
+@pytest.mark.slow
 def test_docs_show_each_request_and_the_answer_the_signature_gives(served):
     documented = documented_blocks(DOCS.read_text())
     assert set(documented) == set(served), (
@@ -367,6 +370,7 @@ def test_docs_show_each_request_and_the_answer_the_signature_gives(served):
         assert_same_json(json.loads(documented[name]), value, name)
 
 
+@pytest.mark.slow
 def test_answers_translate_the_sentence(served):
     greedy = served["greedy-answer"]["predictions"]
     assert len(greedy) == 1 and greedy[0]["translation"] == "John aime Marie."

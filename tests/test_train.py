@@ -69,6 +69,7 @@ def reference(corpus_file, tmp_path_factory):
                 steps_per_epoch=records[0]["step"])
 
 
+@pytest.mark.slow
 def test_reference_run(reference):
     records = reference["history"]
     assert [r["epoch"] for r in records] == [1, 2]
@@ -89,6 +90,7 @@ def test_reference_run(reference):
     assert tf.train.latest_checkpoint(str(reference["dir"] / "best"))
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_weights_and_resume_at_an_epoch_end(
         corpus_file, reference, tmp_path, capsys):
     model_dir = tmp_path / "again"
@@ -117,6 +119,7 @@ def test_same_seed_gives_identical_weights_and_resume_at_an_epoch_end(
         (r["epoch"], r["step"], r["train_loss"], r["dev_loss"]) for r in reference["history"]]
 
 
+@pytest.mark.slow
 def test_tensorboard_events(reference):
     files = glob.glob(str(reference["dir"] / "logs" / "events.out.tfevents.*"))
     assert files
@@ -131,6 +134,7 @@ def test_tensorboard_events(reference):
         [r["dev_loss"] for r in reference["history"]])
 
 
+@pytest.mark.slow
 def test_stopped_and_resumed_run_reaches_the_same_weights(
         corpus_file, reference, tmp_path, capsys, monkeypatch):
     model_dir = tmp_path / "model"
@@ -151,6 +155,7 @@ def test_stopped_and_resumed_run_reaches_the_same_weights(
         (r["epoch"], r["step"], r["train_loss"]) for r in reference["history"]]
 
 
+@pytest.mark.slow
 def test_kill_9_in_the_middle_of_training_then_resume(corpus_file, reference, tmp_path, capsys):
     model_dir = tmp_path / "model"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -221,6 +226,7 @@ def nan_step(monkeypatch, after, spoil):
     monkeypatch.setattr(train, "make_train_step", make)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_a_clear_error(corpus_file, tmp_path, monkeypatch, capsys):
     nan_step(monkeypatch, after=5, spoil="loss")
     model_dir = tmp_path / "model"
@@ -234,6 +240,7 @@ def test_non_finite_loss_stops_with_a_clear_error(corpus_file, tmp_path, monkeyp
     train.load_trained(str(model_dir), which="latest")
 
 
+@pytest.mark.slow
 def test_non_finite_weights_are_never_checkpointed(corpus_file, tmp_path, monkeypatch):
     nan_step(monkeypatch, after=4, spoil="weights")
     corpus = data.read_corpus(corpus_file)
@@ -246,6 +253,7 @@ def test_non_finite_weights_are_never_checkpointed(corpus_file, tmp_path, monkey
     assert all(np.isfinite(v).all() for v in state.values() if v.dtype.kind == "f" and v.ndim)
 
 
+@pytest.mark.slow
 def test_early_stopping_with_patience(corpus_file, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train, "dev_loss", lambda *args: 1.0)  # never improves after epoch 1
     model_dir = tmp_path / "model"
@@ -258,6 +266,7 @@ def test_early_stopping_with_patience(corpus_file, tmp_path, monkeypatch, capsys
     assert state["epoch/.ATTRIBUTES/VARIABLE_VALUE"] == 2
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_corpus(corpus_file, reference, tmp_path):
     other = tmp_path / "other.tsv"
     other.write_text("Hi.\tSalut.\nGo.\tVa.\n", encoding="utf-8")
@@ -266,6 +275,7 @@ def test_resume_refuses_another_corpus(corpus_file, reference, tmp_path):
         train.train(str(reference["dir"]), corpus, resume=True, verbose=0)
 
 
+@pytest.mark.slow
 def test_checkpoint_write_that_fails_keeps_the_previous_one(
         corpus_file, reference, tmp_path, monkeypatch, capsys):
     """A full disk while writing a checkpoint: one line naming the checkpoint that is still
@@ -306,6 +316,7 @@ def test_checkpoint_write_that_fails_keeps_the_previous_one(
     assert_same_state(latest_state(model_dir)[1], reference["state"])
 
 
+@pytest.mark.slow
 def test_history_write_that_fails_names_the_good_checkpoint(
         corpus_file, reference, tmp_path, monkeypatch, capsys):
     real_replace = os.replace
@@ -342,6 +353,7 @@ def count_restores(monkeypatch):
     return restored
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_restores_once_and_trains_no_more(
         corpus_file, reference, tmp_path, monkeypatch):
     import shutil
@@ -355,6 +367,7 @@ def test_resuming_a_finished_run_restores_once_and_trains_no_more(
     assert history == reference["history"]
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_fixed_option_with_another_value(corpus_file, reference):
     corpus = data.read_corpus(corpus_file)
     saved = train.read_config(str(reference["dir"]))[1]
@@ -379,6 +392,7 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_mixed_precision_may_change_on_resume(corpus_file, tmp_path):
     """float32 -> float16 with loss scaling -> float32 again, each resumed from the other's
     checkpoint (in other processes: the dtype policy is global)."""
@@ -437,6 +451,7 @@ def configure_in_fresh_process(args="", **env):
     return [tuple(sizes) for sizes in json.loads(line)]
 
 
+@pytest.mark.slow
 def test_configure_threads_uses_the_cpu_default_before_tensorflow_starts():
     returned, default, in_effect = configure_in_fresh_process()
     cores = len(os.sched_getaffinity(0))
@@ -444,6 +459,7 @@ def test_configure_threads_uses_the_cpu_default_before_tensorflow_starts():
     assert returned == default == in_effect
 
 
+@pytest.mark.slow
 def test_configure_threads_explicit_sizes_and_environment_variables():
     returned, _, in_effect = configure_in_fresh_process("3, 1")
     assert returned == in_effect == (3, 1)
@@ -474,6 +490,7 @@ def test_configure_threads_rejects_bad_sizes(bad):
         train.configure_threads(bad, 0)
 
 
+@pytest.mark.slow
 def test_resume_a_finished_run_with_more_epochs(corpus_file, reference, tmp_path, capsys):
     import shutil
 
