@@ -293,10 +293,11 @@ def command_train(args):
             train_changes = {**config.SAMPLE_CORPUS_TRAINING, **train_changes}
             model_changes = {**config.SAMPLE_CORPUS_MODEL, **model_changes}
         train_config = config.TrainConfig(**train_changes)
-    train.configure_threads(train_config.intra_op_threads,
-                            train_config.inter_op_threads)  # before any op
+    # Reading (or downloading) the corpus runs no TensorFlow op: a corpus error is said first.
     corpus = data.read_corpus(data_path or data.SAMPLE_CORPUS, train_config.source_column,
                               train_config.target_column, skip_bad_lines=args.skip_bad_lines)
+    train.configure_threads(train_config.intra_op_threads,
+                            train_config.inter_op_threads)  # before any op
     verbose = 0 if args.quiet else (1 if sys.stdout.isatty() else 2)
     print(f"Training on {corpus.path}: {len(corpus.pairs):,} pairs", flush=True)
     strategy = None
