@@ -491,8 +491,10 @@ def decode_sorted(search, source, batch_size, outputs=GREEDY_OUTPUTS):
         steps = tf.maximum(steps, tf.shape(result["tokens"])[-1])
         return index + 1, steps, {key: decoded[key].write(index, result[key]) for key in decoded}
 
+    # One batch at a time (parallel_iterations=1): the memory of one batch's search.
     _, steps, decoded = tf.while_loop(lambda index, *_: index < count, body,
-                                      (tf.constant(0), tf.constant(0), arrays()))
+                                      (tf.constant(0), tf.constant(0), arrays()),
+                                      parallel_iterations=1)
 
     def padded(key, value):
         time_axis, source_axis = _OUTPUT_AXES.get(key, (None, None))

@@ -143,10 +143,12 @@ def export(module, path):
     """Write `module` as a SavedModel with the signatures `serving_default` (greedy),
     `translate_beam` and `translate_sample`."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # The functions themselves, not concrete functions traced here: those would be saved
+    # beside the functions' own (traced again when saving), twice the graph to load.
     signatures = {
-        "serving_default": module.translate.get_concrete_function(),
-        "translate_beam": module.translate_beam.get_concrete_function(),
-        "translate_sample": module.translate_sample.get_concrete_function(),
+        "serving_default": module.translate,
+        "translate_beam": module.translate_beam,
+        "translate_sample": module.translate_sample,
     }
     # Inference only: the training kernels have gradients of their own
     # (`bahdanau_keras.kernels`), which read the forward loop's TensorArrays and cannot be
