@@ -24,6 +24,7 @@ read above, `c_i = c`.
 
 import keras
 import tensorflow as tf
+from keras import ops
 
 from bahdanau_keras.attention import BahdanauAttention
 from bahdanau_keras.config import ATTENTIONS
@@ -261,15 +262,16 @@ class Decoder(keras.Model):
             context, attention_weights = self.attention(
                 state, annotations, mask=source_mask, keys=keys)
         # [W_{z,r} E y_{i-1} + C_{z,r} c_i, W E y_{i-1} + C c_i]: [batch, 2 units], [batch, units]
-        gates_input, candidate_input = tf.split(
-            projected_input + tf.matmul(context, context_kernel), [2 * units, units], axis=-1)
+        # (keras.ops.split cuts at indices, here after the 2 units of the gates)
+        gates_input, candidate_input = ops.split(
+            projected_input + ops.matmul(context, context_kernel), [2 * units], axis=-1)
         # z_i = σ(W_z E y_{i-1} + U_z s_{i-1} + C_z c_i),
         # r_i = σ(W_r E y_{i-1} + U_r s_{i-1} + C_r c_i)
-        update_gate, reset_gate = tf.split(
-            tf.sigmoid(gates_input + tf.matmul(state, recurrent_gates)), 2, axis=-1)
+        update_gate, reset_gate = ops.split(
+            ops.sigmoid(gates_input + ops.matmul(state, recurrent_gates)), 2, axis=-1)
         # s̃_i = tanh(W E y_{i-1} + U [r_i ∘ s_{i-1}] + C c_i)
-        candidate = tf.tanh(
-            candidate_input + tf.matmul(reset_gate * state, recurrent_candidate))
+        candidate = ops.tanh(
+            candidate_input + ops.matmul(reset_gate * state, recurrent_candidate))
         # s_i = (1 - z_i) ∘ s_{i-1} + z_i ∘ s̃_i
         new_state = (1.0 - update_gate) * state + update_gate * candidate
         return new_state, context, attention_weights
