@@ -6,9 +6,11 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 
-from bahdanau_keras import config  # no TensorFlow: options are parsed without it
+# Neither imports TensorFlow: options are parsed without it.
+from bahdanau_keras import config, quiet
 
 USAGE_ERROR = 2
 DEFAULT_MODEL = os.path.join(
@@ -211,7 +213,8 @@ def build_parser():
     translate.add_argument("--plot", default=None,
                            help="write the attention heatmap of the first sentence to this PNG")
     translate.add_argument("--json", action="store_true", help="one JSON object a line")
-    translate.add_argument("--batch-size", type=positive_int, default=64)
+    translate.add_argument("--batch-size", type=positive_int, default=256,
+                           help="sentences a call to the model, which sorts them by length")
 
     evaluate = commands.add_parser(
         "evaluate", help="BLEU and chrF on the test split or a file, greedy and beam search")
@@ -245,6 +248,9 @@ def build_parser():
     export.add_argument("--keras", default=None,
                         help="also save the Keras model in the native .keras format here "
                              "(--format savedmodel)")
+    for command in commands.choices.values():
+        command.add_argument("--verbose", action="store_true",
+                             help="also show TensorFlow's and SentencePiece's own log lines")
     return parser
 
 
@@ -317,15 +323,24 @@ def command_train(args):
     print(f"Model written to {args.model_dir}", flush=True)
 
 
+# An --input file of more lines than this shows a progress bar on a terminal's stderr.
+PROGRESS_LINES = 200
+
+
 def command_translate(args):
-    from bahdanau_keras.translate import Translation, read_sentences
+    from bahdanau_keras.translate import ProgressBar, Translation, read_sentences
 
     sentences = read_sentences(args.sentences, args.input)
     translation = Translation.open(args.model_dir or DEFAULT_MODEL)
-    results = translation.translate(
+    progress = None
+    if args.input and len(sentences) > PROGRESS_LINES and args.stderr_is_terminal:
+        progress = ProgressBar(sys.stderr)
+    results = translation.translate_iter(
         sentences, beam_width=args.beam, alpha=args.alpha, beta=args.beta,
-        temperature=args.temperature, batch_size=args.batch_size)
-    for source, result in zip(sentences, results):
+        temperature=args.temperature, batch_size=args.batch_size, progress=progress)
+    first = None
+    for index, (source, result) in enumerate(zip(sentences, results)):
+        first = first or result
         if args.json:
             print(json.dumps({"source": source, **result}, ensure_ascii=False))
         elif args.nbest and "nbest" in result:
@@ -334,10 +349,11 @@ def command_translate(args):
             print()
         else:
             print(result["translation"])
-    if args.plot and results:
+        if index % args.batch_size == args.batch_size - 1:
+            sys.stdout.flush()  # each batch as it is done (`| head` ends sooner)
+    if args.plot and first:
         from bahdanau_keras.plot import plot_attention
 
-        first = results[0]
         plot_attention(first["attention"], first["source_tokens"], first["target_tokens"],
                        path=args.plot)
 
@@ -437,10 +453,29 @@ def _setup_logging():
 
 def main(argv=None):
     _setup_logging()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         args = build_parser().parse_args(argv)
-        COMMANDS[args.command](args)
+        if not args.verbose:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            # TensorFlow's Python log lines too (its own logger's, and absl's: "Importing a
+            # function ... with ops with unsaved custom gradients" when a SavedModel loads):
+            # errors only.
+            for name in ("tensorflow", "absl"):
+                logging.getLogger(name).setLevel(logging.ERROR)
+        # Asked before stderr goes through the filter (a pipe) below.
+        args.stderr_is_terminal = sys.stderr.isatty()
+        # TensorFlow's and SentencePiece's native lines off stderr (bahdanau_keras.quiet).
+        with quiet.native_logs_filtered(enabled=not args.verbose):
+            COMMANDS[args.command](args)
+    except BrokenPipeError:
+        # The reader of the output has gone (`translate ... | head -1`): stop quietly, as a
+        # command killed by SIGPIPE does, with nothing more written to the closed pipe (not
+        # even the buffered rest, when Python exits).
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (AttributeError, ValueError, OSError):  # stdout is no file (a test's capture)
+            pass
+        return 128 + signal.SIGPIPE
     except UsageError as error:
         print(str(error), file=sys.stderr)
         return USAGE_ERROR

@@ -8,6 +8,7 @@ functions, so the results are the same.
 
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -33,6 +34,11 @@ def read_sentences(arguments, input_path=None, stdin=None):
     if isinstance(data, bytes):
         data = data.decode("utf-8", errors="replace")
     return data.splitlines()
+
+
+# Sentences a call to the model: an exported model sorts them by length and decodes them in
+# batches of its own (`TranslatorModule`), faster the more it can sort.
+DEFAULT_BATCH_SIZE = 256
 
 
 class Translation:
@@ -73,21 +79,39 @@ class Translation:
             "(no saved_model.pb)")
 
     def translate(self, sentences, beam_width=1, alpha=0.6, beta=0.0, temperature=0.0,
-                  seed=0, batch_size=64):
+                  seed=0, batch_size=DEFAULT_BATCH_SIZE):
         """Translate `sentences`; one dict per sentence with `translation`, `score`,
         `attention` (`[tgt_len, src_len]`, real tokens only), `source_tokens`,
-        `target_tokens`, and with beam search `nbest`: `[(translation, score), ...]`."""
+        `target_tokens`, and with beam search `nbest`: `[(translation, score), ...]`.
+        The options are those of `translate_iter`."""
+        return list(self.translate_iter(sentences, beam_width, alpha, beta, temperature, seed,
+                                        batch_size))
+
+    def translate_iter(self, sentences, beam_width=1, alpha=0.6, beta=0.0, temperature=0.0,
+                       seed=0, batch_size=DEFAULT_BATCH_SIZE, progress=None):
+        """The results of `translate`, one at a time and in order, `batch_size` sentences a
+        call to the model: the first ones arrive before the last are translated.
+
+        Args:
+            sentences: Python strings.
+            beam_width: 1 for greedy search, more for beam search with the GNMT length and
+                coverage penalties `alpha` and `beta`.
+            temperature: Above 0, sample from `softmax(logits / temperature)` with `seed`
+                (the same seed, sentences and `batch_size` give the same samples).
+            batch_size: Sentences a call. The model decodes a call's sentences sorted by
+                length (an exported model in batches of its own, `TranslatorModule`); the
+                results do not depend on it, except for sampling.
+            progress: Called as `progress(done, total)` after each call, if given.
+        """
         import tensorflow as tf
 
         sentences = list(sentences)
-        order = list(range(len(sentences)))
-        if temperature <= 0:
-            # Sentences of similar length in one batch: less padding, and the decoding loop
-            # ends sooner. The results do not depend on the batch (tested), only the speed.
-            order.sort(key=lambda i: len(sentences[i]))
-        results = [None] * len(sentences)
-        for begin in range(0, len(order), batch_size):
-            chosen = order[begin:begin + batch_size]
+        for begin in range(0, len(sentences), batch_size):
+            chosen = list(range(begin, min(begin + batch_size, len(sentences))))
+            if temperature <= 0:
+                # Sentences of similar length in one batch: less padding, and the decoding
+                # loop ends sooner. The results do not depend on the batch (tested).
+                chosen.sort(key=lambda i: len(sentences[i]))
             batch = tf.constant([sentences[i] for i in chosen], tf.string)
             if temperature > 0:
                 out = self.module.translate_sample(
@@ -99,9 +123,27 @@ class Translation:
                     tf.constant(beta, tf.float32))
             else:
                 out = self.module.translate(batch)
-            for i, result in zip(chosen, _to_python(out)):
-                results[i] = result
-        return results
+            results = dict(zip(chosen, _to_python(out)))
+            if progress is not None:
+                progress(begin + len(chosen), len(sentences))
+            yield from (results[i] for i in sorted(results))
+
+
+class ProgressBar:
+    """`progress(done, total)` for `Translation.translate_iter`: a bar, the sentences done
+    and their rate, redrawn on one line of `stream` (a terminal), ended with a newline."""
+
+    def __init__(self, stream, width=30):
+        self.stream = stream
+        self.width = width
+        self.started = time.perf_counter()
+
+    def __call__(self, done, total):
+        rate = done / max(time.perf_counter() - self.started, 1e-9)
+        filled = self.width * done // max(total, 1)
+        self.stream.write(f"\r[{'=' * filled}{' ' * (self.width - filled)}] {done}/{total} "
+                          f"sentences, {rate:.0f}/s" + ("\n" if done >= total else ""))
+        self.stream.flush()
 
 
 def _to_python(out):

@@ -1,6 +1,8 @@
 """`bahdanau_keras.quiet`: native log lines are left out of standard error, nothing else is."""
 
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -166,3 +168,109 @@ def test_tensorflow_and_sentencepiece_start_up_is_silent():
             assert lines == []
         else:
             assert lines and all(quiet.is_native_log_line(line) for line in lines), lines
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved_model(tiny_model_dir, tmp_path_factory):
+    from bahdanau_keras.export import export_model_dir
+
+    return export_model_dir(str(tiny_model_dir), str(tmp_path_factory.mktemp("saved") / "m"))
+
+
+@pytest.fixture(scope="module")
+def many_lines(tmp_path_factory):
+    """An --input file of 600 lines (enough for a progress bar and three batches)."""
+    from bahdanau_keras import data
+
+    sources = [source for source, _ in data.read_corpus(data.SAMPLE_CORPUS).pairs]
+    path = tmp_path_factory.mktemp("input") / "many.txt"
+    path.write_text("\n".join((sources * 10)[:600]) + "\n", encoding="utf-8")
+    return path
+
+
+def cli_command(*argv):
+    return [sys.executable, "-m", "bahdanau_keras", *map(str, argv)]
+
+
+def cli_env():
+    # As a user runs it: no TF_CPP_MIN_LOG_LEVEL of the test session's.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+@pytest.mark.slow
+def test_translate_writes_nothing_on_stderr_unless_verbose(saved_model):
+    for verbose in ([], ["--verbose"]):
+        process = subprocess.run(
+            cli_command("translate", "--model-dir", saved_model, *verbose, "John loves Mary."),
+            capture_output=True, text=True, env=cli_env(), timeout=300)
+        assert process.returncode == 0, process.stderr[-2000:]
+        assert len(process.stdout.splitlines()) == 1
+        if verbose:
+            assert any(quiet.is_native_log_line(line) for line in process.stderr.splitlines())
+        else:
+            assert process.stderr == ""
+
+
+@pytest.mark.slow
+def test_errors_still_reach_stderr(tmp_path):
+    process = subprocess.run(
+        cli_command("translate", "--model-dir", tmp_path / "missing", "Hello."),
+        capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert process.returncode == 2
+    assert process.stderr.splitlines() == [
+        f"bahdanau-keras: error: {tmp_path / 'missing'}: no such model directory"]
+
+
+@pytest.mark.slow
+def test_a_closed_pipe_ends_translate_quietly(saved_model, many_lines):
+    """`bahdanau-keras translate --input FILE | head -1`: the command stops when its reader
+    has gone, with SIGPIPE's exit status and no traceback."""
+    process = subprocess.Popen(
+        cli_command("translate", "--model-dir", saved_model, "--input", many_lines,
+                    "--batch-size", "64"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    first = process.stdout.readline()
+    process.stdout.close()  # as `head -1` does after its line
+    _, err = process.communicate(timeout=300)
+    assert first.strip()
+    assert process.returncode == 128 + signal.SIGPIPE
+    assert err.decode() == ""
+
+
+@pytest.mark.slow
+def test_progress_bar_on_a_terminal_only(saved_model, many_lines):
+    import pty
+
+    command = cli_command("translate", "--model-dir", saved_model, "--input", many_lines)
+    # stderr a file: no bar.
+    plain = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert plain.returncode == 0 and plain.stderr == ""
+    assert len(plain.stdout.splitlines()) == 600
+    # stderr a terminal: the bar, ending at 600/600 on a line of its own.
+    primary, secondary = pty.openpty()
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=secondary,
+                                   env=cli_env())
+        os.close(secondary)
+        out, _ = process.communicate(timeout=300)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal's other end has closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(primary)
+    assert process.returncode == 0
+    assert out.decode().splitlines() == plain.stdout.splitlines()
+    lines = shown.decode().replace("\r\n", "\n").split("\n")
+    assert "256/600 sentences" in shown.decode()
+    assert re.fullmatch(r".*\[=+\] 600/600 sentences, [0-9]+/s", lines[-2].split("\r")[-1])
