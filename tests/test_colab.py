@@ -293,7 +293,9 @@ def test_stand_in_kernel_is_colab_like(colab_python, colab_environment, monkeypa
     head = run(["git", "-C", REPO, "rev-parse", "HEAD"], 60).strip()
     remote = run(["git", "ls-remote", colab_environment["set"]["GIT_CONFIG_VALUE_0"], "HEAD"],
                  60, cwd=tmp_path)
-    assert remote.split() == [head, "HEAD"]
+    # {ref: commit}; a clone also lists its refs/remotes/origin/HEAD, which matches "HEAD" too
+    refs = {ref: commit for commit, ref in (line.split() for line in remote.splitlines())}
+    assert refs["HEAD"] == head
 
 
 @pytest.mark.colab
