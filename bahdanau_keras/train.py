@@ -346,8 +346,6 @@ class Trainer:
         self.progress.load(self.saved_progress)
         self.saved_step = self.progress.step
         self.history = self.model_dir.read_history(up_to_step=self.progress.step)
-        logger.warning("Resumed from %s at step %d, epoch %d", path, self.progress.step,
-                       self.progress.epoch + 1)
         self.say(f"Resumed from {path} at step {self.progress.step} "
                  f"(epoch {self.progress.epoch + 1})")
         # The checkpoint restored the rate it was saved with; this run's may be lower.
