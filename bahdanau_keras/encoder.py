@@ -37,7 +37,8 @@ class Encoder(keras.Model):
 
     Call arguments:
         tokens: int `[batch, src_len]`, padded with `PAD_ID` (0) at the end.
-        training: Python bool, enables dropout.
+        training: Python bool, enables dropout (and, with the fused GRUs, their
+            written-out backward pass).
 
     Returns:
         `(annotations, mask, initial_state)`: `[batch, src_len, 2 * units]`, bool
@@ -73,10 +74,10 @@ class Encoder(keras.Model):
         mask = tf.not_equal(tokens, PAD_ID)  # [batch, src_len]
         embedded = self.dropout_layer(self.embedding(tokens), training=training)  # E x_j
         if use_kernel(self.implementation, bidirectional_gru.unsupported(self), self.name):
-            # The same GRUs in one loop, with their backward pass written out
+            # The same GRUs in one loop, with their backward pass written out for training
             # (kernels/bidirectional_gru.py).
             annotations, backward_state = bidirectional_gru.bidirectional_gru(
-                self, embedded, mask)
+                self, embedded, mask, written_gradient=bool(training))
         else:
             # h_j = [→h_j; ←h_j]: [batch, src_len, 2 * units] (zeros at padding). The backward
             # GRU reads x_Tx ... x_1: its final state is ←h_1.

@@ -251,3 +251,25 @@ def test_decoding_is_one_while_loop_whatever_the_maximum_length(decode):
     # ... and the loop really runs for as many steps as needed.
     out = numpy(decode(translator, ids(SOURCES), max_length_a=0.0, max_length_b=30))
     assert out["tokens"].shape[-1] > 3
+
+
+def custom_gradient_nodes(graph):
+    """Nodes of a `GraphDef` (its functions' too) that `tf.custom_gradient` made: they name
+    their gradient function in `_gradient_op_type`, which a SavedModel does not keep."""
+    nodes = list(graph.node) + [node for function in graph.library.function
+                                for node in function.node_def]
+    return [node.name for node in nodes if "_gradient_op_type" in node.attr]
+
+
+@pytest.mark.parametrize("decode", [greedy_decode, beam_search_decode])
+def test_decoding_holds_no_custom_gradient(decode):
+    """Decoding, what an exported SavedModel holds, runs the fused encoder without its
+    written-out gradient (TensorFlow would warn, loading it, that the gradient was not
+    saved); a training forward pass keeps it."""
+    translator = tiny_translator(0)
+    assert translator.encoder.implementation == "auto"  # the fused GRUs, here on a CPU
+    decoding = graph_def(tf.function(lambda s: decode(translator, s)).get_concrete_function(IDS))
+    assert not custom_gradient_nodes(decoding)
+    training = graph_def(tf.function(
+        lambda s: translator.encoder(s, training=True)[0]).get_concrete_function(IDS))
+    assert custom_gradient_nodes(training)

@@ -156,6 +156,25 @@ def test_shipped_saved_model_uses_only_core_and_tensorflow_text_ops():
     assert {"SentencepieceTokenizeOp", "SentencepieceDetokenizeOp", "NormalizeUTF8"} <= text
 
 
+def custom_gradient_nodes(path):
+    """Nodes of the SavedModel at `path` that `tf.custom_gradient` made (they name their
+    gradient in `_gradient_op_type`): a SavedModel keeps no such gradient, and loading one
+    logs "Importing a function ... with ops with unsaved custom gradients" for each."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    graphs = [meta_graph.graph_def for meta_graph in saved_model.meta_graphs]
+    nodes = [node for graph in graphs for node in graph.node] + [
+        node for graph in graphs for function in graph.library.function
+        for node in function.node_def]
+    return [node.name for node in nodes if "_gradient_op_type" in node.attr]
+
+
+def test_shipped_saved_model_holds_no_custom_gradient():
+    assert not custom_gradient_nodes(SHIPPED)
+
+
 @pytest.mark.slow
 def test_saved_model_ops_looks_inside_nested_functions(tmp_path):
     """The lister sees an op that occurs only in a loop body inside a called function, and a
@@ -220,6 +239,7 @@ def test_freshly_exported_model_uses_only_core_and_tensorflow_text_ops(tiny_trai
     path = export(module, str(tmp_path / "saved"))
     ops, _ = check_servable(path)
     assert {"While", "SentencepieceTokenizeOp"} <= set(ops)
+    assert not custom_gradient_nodes(path)
 
 
 # -- TensorFlow Serving's REST API, emulated ------------------------------------------------------

@@ -31,7 +31,7 @@ def unsupported(encoder):
     return float32_only(encoder, "fused bidirectional GRU")
 
 
-def bidirectional_gru(encoder, embedded, mask):
+def bidirectional_gru(encoder, embedded, mask, written_gradient=True):
     """`encoder.bidirectional_gru(embedded, mask=mask)`, computed in one loop.
 
     At padding a direction keeps its state (the backward one therefore starts from zeros at
@@ -42,6 +42,10 @@ def bidirectional_gru(encoder, embedded, mask):
             (`unsupported(encoder)` is `None`).
         embedded: `[batch, src_len, embedding_dim]`, `E x_j`.
         mask: bool `[batch, src_len]`, `True` at real tokens.
+        written_gradient: Give the loop the backward pass written out here (training);
+            with `False`, TensorFlow differentiates the forward loop itself (the same
+            gradients, slower), and the graph holds no custom gradient: a SavedModel of it
+            keeps every function it needs (`export.py` saves inference graphs so).
 
     Returns:
         `(annotations, backward_state)`: `[batch, src_len, 2 * units]` and ←h_1
@@ -67,7 +71,8 @@ def bidirectional_gru(encoder, embedded, mask):
     recurrent_biases = [cell.bias[1] for cell in cells]
     forward_states, backward_states = gru_loop(
         units, (forward_input, tf.reverse(backward_input, [0])),
-        (time_mask, tf.reverse(time_mask, [0])), recurrent_kernels, recurrent_biases)
+        (time_mask, tf.reverse(time_mask, [0])), recurrent_kernels, recurrent_biases,
+        written_gradient)
     # ←h_1: the last step read position 0 (s_0 = 0 when there is no position)
     backward_state = backward_states[-1]
     forward_states, backward_states = forward_states[1:], backward_states[1:]
@@ -76,9 +81,10 @@ def bidirectional_gru(encoder, embedded, mask):
     return tf.transpose(annotations, [1, 0, 2]), backward_state
 
 
-def gru_loop(units, inputs, real, kernels, biases):
+def gru_loop(units, inputs, real, kernels, biases, written_gradient=True):
     """Two GRUs (Keras' `reset_after` form) side by side in one `tf.while_loop`, with the
-    backward loop written out.
+    backward loop written out (unless `written_gradient` is `False`: see
+    `bidirectional_gru`).
 
     Args:
         units: The GRUs' state size.
@@ -104,7 +110,6 @@ def gru_loop(units, inputs, real, kernels, biases):
     dtype = inputs[0].dtype
     count = len(inputs)
 
-    @tf.custom_gradient
     def loop(*args):
         inputs, kernels, biases = args[:count], args[count:2 * count], args[2 * count:]
         steps = tf.shape(inputs[0])[0]
@@ -188,4 +193,6 @@ def gru_loop(units, inputs, real, kernels, biases):
 
         return tuple(all_states), grad
 
-    return loop(*inputs, *kernels, *biases)
+    if not written_gradient:
+        return loop(*inputs, *kernels, *biases)[0]
+    return tf.custom_gradient(loop)(*inputs, *kernels, *biases)
