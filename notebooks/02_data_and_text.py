@@ -24,7 +24,9 @@
 # batches it by length with `tf.data`, using `bahdanau_keras.data` and
 # `bahdanau_keras.text`.
 #
-# A GPU runtime is not needed: nothing here trains a network.
+# **Run time.** Half a minute (measured: 27 s on this project's 2-core CPU machine, idle
+# apart from it, on 2026-12-01; in Colab the set-up cell adds the clone, the install and
+# the corpus download). A GPU runtime is not needed: nothing here trains a network.
 
 # %%
 # Set-up, the same in every notebook. In Colab: clone the repository once (it brings the shipped

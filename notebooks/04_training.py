@@ -26,11 +26,11 @@
 # watches its attention appear. At the end the model translates short everyday
 # sentences, scored with BLEU on sentences it never saw.
 #
-# **Run time.** The whole notebook took 14 minutes on this project's 2-core CPU machine,
-# 13 of them training (3 epochs, 5,559 steps of 64 sentences), while other jobs shared
-# the machine (load average between 2 and 6; an earlier run under more load took 17
-# minutes). A GPU runtime: not measured; the model is small and each decoder step waits
-# for the one before, so expect less from it than usual.
+# **Run time.** About 9 minutes (measured: 531 s on this project's 2-core CPU machine,
+# idle apart from it, on 2026-12-01), 8 of them training (3 epochs, 5,559 steps of 64
+# sentences); a machine shared with other work takes longer (14 minutes in an earlier run
+# at a load average of 2 to 6). A GPU runtime: not measured; the model is small and each
+# decoder step waits for the one before, so expect less from it than usual.
 
 # %%
 # Set-up, the same in every notebook. In Colab: clone the repository once (it brings the shipped

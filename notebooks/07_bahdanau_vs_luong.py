@@ -26,10 +26,11 @@
 # scores compared with a paired bootstrap test, which says whether their difference is
 # larger than the choice of test sentences explains.
 #
-# **Run time.** The whole notebook took 33 minutes on this project's 2-core CPU machine,
-# 32 of them training the two models (3 epochs, 5,559 steps each), while other jobs shared
-# the machine (load average between 3 and 8). A GPU runtime: not measured; the models are
-# small and each decoder step waits for the one before, so expect less from it than usual.
+# **Run time.** About 19 minutes (measured: 1,120 s on this project's 2-core CPU machine,
+# idle apart from it, on 2026-12-01), 18 of them training the two models (3 epochs, 5,559
+# steps each); a machine shared with other work takes longer (33 minutes in an earlier run
+# at a load average of 3 to 8). A GPU runtime: not measured; the models are small and each
+# decoder step waits for the one before, so expect less from it than usual.
 
 # %%
 # Set-up, the same in every notebook. In Colab: clone the repository once (it brings the shipped

@@ -7,10 +7,16 @@ Each notebook is read from its source, `NN_name.py` (jupytext's percent format),
 bottom in a fresh kernel with the working directory `notebooks/`, as `tests/test_notebooks.py`
 runs it (set `BAHDANAU_KERAS_FAST=1` for the tests' smaller sizes), and written to
 `NN_name.ipynb` with its outputs, without TensorFlow's and SentencePiece's start-up log lines.
-A notebook that fails is not written. The time each took is printed.
+A notebook that fails is not written. The time each took is printed and recorded, with the
+mode (`full`, or `fast` under `BAHDANAU_KERAS_FAST=1`), in the notebook's metadata under
+`bahdanau_keras.run`; `tests/test_notebooks.py` checks that every committed notebook holds the
+outputs of a full run.
 """
 
 import argparse
+import datetime
+import os
+import platform
 import re
 import sys
 import time
@@ -79,6 +85,28 @@ def execute(source):
     return clean_outputs(notebook)
 
 
+def run_record(seconds):
+    """What `execute` ran: the mode, how long it took, when, and on what (notebook metadata)."""
+    from importlib import metadata
+
+    def version(package):
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "mode": "fast" if os.environ.get("BAHDANAU_KERAS_FAST") == "1" else "full",
+        "seconds": round(seconds),
+        "date": datetime.date.today().isoformat(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "tensorflow": version("tensorflow"),
+        "keras": version("keras"),
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="notebook name prefixes (default: all)")
@@ -97,9 +125,11 @@ def main(argv=None):
             print(f"{path.stem}: failed, {path.with_suffix('.ipynb').name} not written\n{error}")
             failed.append(path.stem)
             continue
+        record = run_record(time.perf_counter() - started)
+        notebook.metadata["bahdanau_keras"] = {"run": record}
         nbformat.validate(notebook)
         jupytext.write(notebook, path.with_suffix(".ipynb"))
-        print(f"{path.stem}: {time.perf_counter() - started:.0f} s, wrote "
+        print(f"{path.stem}: {record['seconds']} s ({record['mode']} mode), wrote "
               f"{path.with_suffix('.ipynb').name}", flush=True)
     return 1 if failed else 0
 
