@@ -32,10 +32,12 @@
 # by source length on the test split of the shipped model, and the shipped model's curve
 # goes beside theirs.
 #
-# **Run time.** About 26 minutes on a 2-core CPU runtime (measured: 1,556 s for the
-# run committed here, on a machine shared with other work), 24 of them the two trainings.
-# Their budget is a fixed 24 minutes of wall-clock time, so a faster runtime, a GPU
-# among them, trains more steps in it rather than finishing sooner; a GPU is not needed.
+# **Run time.** About 25 minutes (measured: 1,518 s for the run committed here, on this
+# project's 2-core CPU machine, idle apart from it, on 2026-12-01), 24 of them the two
+# trainings. Their budget is a fixed 24 minutes of wall-clock time, so a faster runtime, a
+# GPU among them, trains more steps in it rather than finishing sooner (on a machine
+# shared with other work an earlier run managed 5,887 steps instead of 8,858, and there
+# too attention's gain grew with the length); a GPU is not needed.
 # Fast mode (`BAHDANAU_KERAS_FAST=1`, what the tests run) takes about two minutes.
 
 # %%
@@ -487,20 +489,22 @@ print(f"Attention's gain (RNNsearch - RNNencdec) by length: {gains}; its 95% int
 # %% [markdown]
 # ## What the figure means
 #
-# In the run committed here the two small models trained 5,887 steps each (about 2.7
-# epochs, 24 minutes for the two). Attention wins at every length: RNNsearch scores 39.4
-# BLEU on the whole test split against RNNencdec's 29.5, and in all ten length ranges the
-# 95% interval of the difference excludes 0. As in the paper, the gap grows with the
-# length: +5 to +9 points on sentences of 2–7 words, +12 to +18 from 8 words on, because
-# one fixed vector has to carry more and more of the sentence while attention reads the
-# word it needs. RNNencdec keeps only a fifth of its short-sentence score at 13–23 words
-# (42.3 → 8.9 BLEU), RNNsearch two fifths (50.2 → 20.7), the shipped model more than half
-# (62.2 → 34.7). Unlike the paper's RNNsearch-50, no curve here is flat: Tatoeba's
-# training pairs are mostly short (median 6 words, 5.8% over 10), so long sentences are
-# rare in training as in the test, and these models saw the corpus fewer than three times
-# (the shipped model, twice as wide, eleven times). The long ranges rest on 53–79
-# sentences each: their error bars (95% bootstrap intervals, ± 3–7 BLEU) are wide, but
-# not wide enough to blur the difference between the two curves.
+# In the run committed here the two small models trained 8,858 steps each (about 4.1
+# epochs, 24 minutes for the two). On the whole test split RNNsearch scores 42.0 BLEU
+# against RNNencdec's 33.2. By length the picture is the paper's: on the shortest
+# sentences (2–4 words) the two are level (+1.0 and +0.9 BLEU, and both 95% intervals
+# contain 0: no difference), because one fixed vector can hold a three-word sentence; from
+# 5 words on attention wins in every range, and its gain grows with the length, from +4 to
+# +5 points at 5–6 words to +10 to +18 from 7 words on, because the fixed vector has to
+# carry more and more of the sentence while attention reads the word it needs. RNNencdec
+# keeps only a fifth of its short-sentence score at 13–23 words (49.7 → 10.3 BLEU),
+# RNNsearch about half (50.7 → 24.1), the shipped model more than half (62.2 → 34.7).
+# Unlike the paper's RNNsearch-50, no curve here is flat: Tatoeba's training pairs are
+# mostly short (median 6 words, 5.8% over 10), so long sentences are rare in training as
+# in the test, and these models saw the corpus about four times (the shipped model, twice
+# as wide, eleven times). The long ranges rest on 53–79 sentences each: their error bars
+# (95% bootstrap intervals, ± 3.5–7 BLEU) are wide, but not wide enough to blur the
+# difference between the two curves.
 
 # %% [markdown]
 # ## Exercises

@@ -173,6 +173,35 @@ def test_notebook_ends_with_exercises(source):
     assert len(re.findall(r"^\d\. ", last.source, re.MULTILINE)) >= 2
 
 
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_committed_outputs_are_a_full_run(source):
+    """The outputs a reader sees come from a full run of `notebooks/execute.py` (which records
+    its mode and time in the notebook's metadata), not from fast mode or a hand edit."""
+    _, notebook = read_pair(source)
+    run = notebook.metadata.get("bahdanau_keras", {}).get("run")
+    assert run is not None, (f"{source.stem}.ipynb has no record of its run: execute it with "
+                             f"`python notebooks/execute.py {source.stem[:2]}`")
+    assert run["mode"] == "full", (f"{source.stem}.ipynb holds the outputs of a {run['mode']} "
+                                   f"run; execute it without BAHDANAU_KERAS_FAST")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_notebook_states_its_measured_run_time(source):
+    """Near the top, each notebook says how long it takes on a CPU runtime and whether a GPU
+    helps; the time it states is the one its committed run recorded."""
+    notebook, committed = read_pair(source)
+    intro = next(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    assert "**Run time.**" in intro and "GPU" in intro, (
+        f"{source.name}: the first cell should say how long the notebook takes (**Run "
+        f"time.**) and whether a GPU runtime helps")
+    run = committed.metadata.get("bahdanau_keras", {}).get("run", {})
+    stated = re.search(r"measured: ([\d,]+) s\b", intro)
+    assert stated, f"{source.name}: the run time should read `measured: N s`"
+    assert int(stated.group(1).replace(",", "")) == run.get("seconds"), (
+        f"{source.name} states {stated.group(1)} s; its committed run took "
+        f"{run.get('seconds')} s")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_notebook_runs(source, monkeypatch, tmp_path):
