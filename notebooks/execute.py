@@ -27,6 +27,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from bahdanau_keras import tutorial
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parent
 CELL_TIMEOUT = 3600  # seconds
 
@@ -96,7 +98,7 @@ def run_record(seconds):
             return None
 
     return {
-        "mode": "fast" if os.environ.get("BAHDANAU_KERAS_FAST") == "1" else "full",
+        "mode": "fast" if tutorial.fast_mode() else "full",
         "seconds": round(seconds),
         "date": datetime.date.today().isoformat(),
         "cpus": os.cpu_count(),

@@ -161,14 +161,12 @@ def custom_gradient_nodes(path):
     gradient in `_gradient_op_type`): a SavedModel keeps no such gradient, and loading one
     logs "Importing a function ... with ops with unsaved custom gradients" for each."""
     from tensorflow.core.protobuf import saved_model_pb2
+    from test_graphs import custom_gradient_nodes as graph_custom_gradient_nodes
 
     saved_model = saved_model_pb2.SavedModel()
     saved_model.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
-    graphs = [meta_graph.graph_def for meta_graph in saved_model.meta_graphs]
-    nodes = [node for graph in graphs for node in graph.node] + [
-        node for graph in graphs for function in graph.library.function
-        for node in function.node_def]
-    return [node.name for node in nodes if "_gradient_op_type" in node.attr]
+    return [name for meta_graph in saved_model.meta_graphs
+            for name in graph_custom_gradient_nodes(meta_graph.graph_def)]
 
 
 def test_shipped_saved_model_holds_no_custom_gradient():
