@@ -328,9 +328,16 @@ PROGRESS_LINES = 200
 
 
 def command_translate(args):
-    from bahdanau_keras.translate import ProgressBar, Translation, read_sentences
+    from bahdanau_keras.translate import quick_start, read_sentences
 
     sentences = read_sentences(args.sentences, args.input)
+    with quick_start(len(sentences)):
+        translate_sentences(args, sentences)
+
+
+def translate_sentences(args, sentences):
+    from bahdanau_keras.translate import ProgressBar, Translation
+
     translation = Translation.open(args.model_dir or DEFAULT_MODEL)
     progress = None
     if args.input and len(sentences) > PROGRESS_LINES and args.stderr_is_terminal:

@@ -13,8 +13,10 @@ What does not change from step to step is computed once, before the loop: the en
 keys `U_a h_j` and the step's weights (`step_function`: `kernels.decoding` where it applies,
 `Decoder.step` otherwise). The sentences that have ended leave the loop's batch (once at least
 an eighth of it has ended: a step then computes only the sentences still being translated,
-and the translations of a batch can differ in length by a factor of two or more). Beam search
-keeps the encoder's outputs once per sentence and reorders only what the hypotheses own.
+and the translations of a batch can differ in length by a factor of two or more). Greedy search
+records what a step chose for the sentences still in the loop only, and puts the records in
+the batch's places once, after the loop. Beam search keeps the encoder's outputs once per
+sentence and reorders only what the hypotheses own.
 """
 
 import tensorflow as tf
@@ -187,65 +189,74 @@ def greedy_decode(translator, source, temperature=0.0, seed=(0, 0), max_length_a
     vocab = decoder.vocab_size
     forbidden = _forbidden_bias(vocab)  # loop-invariant
     step = step_function(decoder)
+    # The tokens greedy search may choose: the logits' padding columns are NEG_INF already.
+    choosable = tf.pad(forbidden, [[0, padded_vocab_size(vocab) - vocab]])
     # A sampled token depends on its row in the batch: sampling keeps every sentence in it.
     drop = temperature <= 0
 
-    def body(i, rows, previous, state, finished, sentences, scores, lengths, tokens_array,
-             attention_array):
-        # rows: [n] the sentences still in the loop, with their previous tokens, states and
-        # ended flags; scores, lengths and the outputs are the whole batch's.
+    def body(i, rows, previous, state, finished, row_limits, sentences, records):
+        # rows: [n] the sentences still in the loop, with their previous tokens, states, ended
+        # flags and length limits. What a step chooses is recorded for those rows only and put
+        # in the whole batch's place once, after the loop.
         logits, state, weights = step(previous, state, sentences)  # [n, padded vocab]
-        _, top_ids, log_normalizer = top_tokens(logits, 1, vocab)
+        log_probs = tf.nn.log_softmax(logits)  # log p(y_i = v) (0 at the padding columns)
 
         def sample():
-            log_probs = tf.nn.log_softmax(logits[:, :vocab])
             return tf.random.stateless_categorical(
-                (log_probs + forbidden) / tf.maximum(temperature, 1e-6), 1,
-                seed=tf.random.experimental.stateless_fold_in(seed, i),
-                dtype=tf.int32)[:, 0]
+                (tf.nn.log_softmax(logits[:, :vocab]) + forbidden)
+                / tf.maximum(temperature, 1e-6), 1,
+                seed=tf.random.experimental.stateless_fold_in(seed, i), dtype=tf.int32)[:, 0]
 
         def most_likely():
-            return top_ids[:, 0]
+            return tf.argmax(logits + choosable, axis=1, output_type=tf.int32)
 
         chosen = tf.cond(temperature > 0, sample, most_likely)
         # The length limit ends a sentence.
-        chosen = tf.where(i + 1 >= tf.gather(limits, rows), END_ID, chosen)
+        chosen = tf.where(i + 1 >= row_limits, END_ID, chosen)
         chosen = tf.where(finished, PAD_ID, chosen)
-        # log p(y_i) = logit(y_i) - log Σ_v exp(logit_v)
-        token_log_prob = tf.gather(logits, chosen, batch_dims=1) - log_normalizer
-        index = rows[:, None]
-        scores = tf.tensor_scatter_nd_add(scores, index, tf.where(finished, 0.0, token_log_prob))
-        lengths = tf.tensor_scatter_nd_add(lengths, index, tf.cast(~finished, tf.int32))
-        weights = tf.where(finished[:, None], 0.0, tf.cast(weights, tf.float32))
-        tokens_array = tokens_array.write(i, tf.scatter_nd(index, chosen, [batch]))
-        attention_array = attention_array.write(
-            i, tf.scatter_nd(index, weights, [batch, src_len]))
+        records = {
+            "indices": records["indices"].write(i, tf.stack([rows, tf.fill(tf.shape(rows), i)], 1)),
+            "tokens": records["tokens"].write(i, chosen),
+            "log_probs": records["log_probs"].write(i, tf.where(
+                finished, 0.0, tf.gather(log_probs, chosen, batch_dims=1))),
+            "alive": records["alive"].write(i, tf.cast(~finished, tf.int32)),
+            "attention": records["attention"].write(
+                i, tf.where(finished[:, None], 0.0, tf.cast(weights, tf.float32))),
+        }
         finished |= tf.equal(chosen, END_ID)
-        rows, chosen, state, finished, sentences = _drop_ended(
-            finished & drop, rows, chosen, state, finished, sentences)
-        return (i + 1, rows, chosen, state, finished, sentences, scores, lengths, tokens_array,
-                attention_array)
+        rows, chosen, state, finished, row_limits, sentences = _drop_ended(
+            finished & drop, rows, chosen, state, finished, row_limits, sentences)
+        return i + 1, rows, chosen, state, finished, row_limits, sentences, records
 
     def cond(i, rows, previous, state, finished, *_):
         # One step at least, so that an empty batch still gives well-shaped outputs.
         return (i < total_steps) & ((i == 0) | ~tf.reduce_all(finished))
 
+    def record(dtype, shape):
+        return tf.TensorArray(dtype, size=0, dynamic_size=True, infer_shape=False,
+                              element_shape=shape)
+
     sentences = step.prepare(annotations, source_mask, keys)
+    records = {"indices": record(tf.int32, [None, 2]), "tokens": record(tf.int32, [None]),
+               "log_probs": record(tf.float32, [None]), "alive": record(tf.int32, [None]),
+               "attention": record(tf.float32, [None, None])}
     loop_vars = (
         tf.constant(0), tf.range(batch), tf.fill([batch], START_ID), state,
-        tf.zeros([batch], tf.bool), sentences, tf.zeros([batch], tf.float32),
-        tf.zeros([batch], tf.int32),
-        tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None]),
-        tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[None, None]))
+        tf.zeros([batch], tf.bool), limits, sentences, records)
     invariants = (
         tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None]),
-        _loop_shape(state), tf.TensorShape([None]), tf.nest.map_structure(_loop_shape, sentences),
-        tf.TensorShape([None]), tf.TensorShape([None]), tf.TensorShape(None),
-        tf.TensorShape(None))
-    *_, scores, lengths, tokens_array, attention_array = tf.while_loop(
-        cond, body, loop_vars, shape_invariants=invariants)
-    tokens = tf.transpose(tokens_array.stack(), [1, 0])  # [batch, tgt_len]
-    attention = tf.transpose(attention_array.stack(), [1, 0, 2])  # [batch, tgt_len, src_len]
+        _loop_shape(state), tf.TensorShape([None]), tf.TensorShape([None]),
+        tf.nest.map_structure(_loop_shape, sentences),
+        tf.nest.map_structure(lambda _: tf.TensorShape(None), records))
+    steps, *_, records = tf.while_loop(cond, body, loop_vars, shape_invariants=invariants)
+    # Every (sentence, step) pair was recorded once at most: [total, 2]
+    indices = records["indices"].concat()
+    sentence = indices[:, 0]
+    # Sums in the order of the steps, as a running sum would.
+    scores = tf.math.unsorted_segment_sum(records["log_probs"].concat(), sentence, batch)
+    lengths = tf.math.unsorted_segment_sum(records["alive"].concat(), sentence, batch)
+    tokens = tf.scatter_nd(indices, records["tokens"].concat(), [batch, steps])  # PAD_ID = 0
+    attention = tf.scatter_nd(indices, records["attention"].concat(), [batch, steps, src_len])
     return {"tokens": tokens, "lengths": lengths, "scores": scores, "attention": attention}
 
 

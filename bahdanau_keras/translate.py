@@ -6,6 +6,7 @@ package's classes). Both expose the same `translate`, `translate_beam` and `tran
 functions, so the results are the same.
 """
 
+import contextlib
 import os
 import sys
 import time
@@ -34,6 +35,32 @@ def read_sentences(arguments, input_path=None, stdin=None):
     if isinstance(data, bytes):
         data = data.decode("utf-8", errors="replace")
     return data.splitlines()
+
+
+# Grappler, TensorFlow's graph optimiser, rewrites a search's graph the first time the model is
+# called: about half a second for greedy search, more for beam search, which a few sentences
+# never win back (docs/benchmarks.md, "One sentence"). A process that translates at most this
+# many sentences skips it; the translations are the same.
+QUICK_START_SENTENCES = 64
+
+
+@contextlib.contextmanager
+def quick_start(sentence_count):
+    """A context in which this process translates `sentence_count` sentences: for at most
+    `QUICK_START_SENTENCES`, TensorFlow's graph optimisation is off inside it (for every
+    thread of the process: enter it before the model is loaded, in a process of its own such
+    as the command line's). Yields whether it turned the optimisation off."""
+    if sentence_count > QUICK_START_SENTENCES:
+        yield False
+        return
+    import tensorflow as tf
+
+    before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        yield True
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
 
 
 # Sentences a call to the model: an exported model sorts them by length and decodes them in

@@ -1,8 +1,11 @@
 """`Translation`: a model directory and its exported SavedModel give the same results; bad
 model directories give one-line errors; the CLI's --plot and --nbest."""
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,9 +13,10 @@ from test_export import export_tiny
 
 from bahdanau_keras import cli
 from bahdanau_keras.train import TrainingError
-from bahdanau_keras.translate import Translation, _to_python
+from bahdanau_keras.translate import QUICK_START_SENTENCES, Translation, _to_python, quick_start
 
 pytestmark = pytest.mark.slow
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SENTENCES = ["John loves Mary.", "I see the red car.", "", "Do you have a cat?",
              "Where is the station?"]
@@ -213,3 +217,44 @@ def test_cli_plot_with_greedy_output(tiny_model_dir, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and lines[0]
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+# -- a short command skips graph optimisation ---------------------------------------------------
+
+
+def test_quick_start_turns_graph_optimisation_off_for_a_few_sentences_only():
+    import tensorflow as tf
+
+    def optimisation_off():
+        return tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+
+    assert not optimisation_off()
+    with quick_start(QUICK_START_SENTENCES + 1) as skipped:
+        assert not skipped and not optimisation_off()
+    with quick_start(QUICK_START_SENTENCES) as skipped:
+        assert skipped and optimisation_off()
+    assert not optimisation_off()  # restored: the rest of the process is not affected
+    with pytest.raises(RuntimeError), quick_start(1):
+        raise RuntimeError("a failed translation")
+    assert not optimisation_off()
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_a_short_command_translates_as_the_optimised_model_does(beam):
+    """`bahdanau-keras translate` with a few sentences runs the shipped SavedModel without
+    graph optimisation (its own process): the same translations as this process gives with it,
+    the scores equal to rounding."""
+    sentences = ["John loves Mary.", "Look at that red building.", "", "I have a red car.",
+                 "Where did you put the keys you found this morning?"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(
+        [REPO] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    command = [sys.executable, "-m", "bahdanau_keras", "translate", "--json", "--beam",
+               str(beam), *sentences]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    quick = [json.loads(line) for line in done.stdout.splitlines()]
+    optimised = Translation.open(cli.DEFAULT_MODEL).translate(sentences, beam_width=beam)
+    assert [r["translation"] for r in quick] == [r["translation"] for r in optimised]
+    assert [r["translation"] for r in quick][0] == "John aime Marie."
+    np.testing.assert_allclose([r["score"] for r in quick], [r["score"] for r in optimised],
+                               rtol=1e-5, atol=1e-5)
