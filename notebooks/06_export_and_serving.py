@@ -25,7 +25,7 @@
 # does not have this package, inspects it with `saved_model_cli` and calls it the way
 # TensorFlow Serving does.
 #
-# **Run time.** Under half a minute (measured: 22 s on this project's 2-core CPU machine,
+# **Run time.** Under half a minute (measured: 23 s on this project's 2-core CPU machine,
 # idle apart from it, on 2026-12-01; in Colab the set-up cell adds the clone and the
 # install). A GPU runtime is not needed: nothing here trains.
 
@@ -130,11 +130,11 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  registers the SentencePiece and normalisation ops
 
 reloaded = tf.saved_model.load(str(MODEL))
-for name, function in reloaded.signatures.items():
-    print(name)
-    for key, spec in function.structured_input_signature[1].items():
+for name, function in sorted(reloaded.signatures.items()):  # sorted: a loaded model's
+    print(name)                                               # order is arbitrary
+    for key, spec in sorted(function.structured_input_signature[1].items()):
         print(f"   in   {key:20s} {spec.dtype.name:8s} {spec.shape}")
-    for key, spec in function.structured_outputs.items():
+    for key, spec in sorted(function.structured_outputs.items()):
         print(f"   out  {key:20s} {spec.dtype.name:8s} {spec.shape}")
 
 # %% [markdown]
@@ -201,7 +201,7 @@ print(run.stdout if run.returncode == 0 else run.stderr[-2000:])
 # %%
 serving_default = reloaded.signatures["serving_default"]
 outputs = serving_default(texts=tf.constant(["John loves Mary.", "Where is the station?"]))
-for name, value in outputs.items():
+for name, value in sorted(outputs.items()):
     print(f"{name:14s} {value.dtype.name:7s} {value.shape}")
 
 # %% [markdown]
