@@ -68,8 +68,19 @@ def test_train_prints_its_figures_and_ends_with_tokens_per_second(ids):
 @pytest.mark.slow
 def test_decode_prints_sentences_per_second(ids):
     output = run_bench("decode", "--ids", ids, *TINY, "--beam", "2", "--sentences", "16",
-                       "--matmul-size", "256")
+                       "--matmul-size", "256", "--passes", "2")
     assert value(output, "greedy_sentences_per_s") > 0
+    # The best of the two passes, each printed.
+    passes = re.search(rf"greedy_sentences_per_s {NUMBER} .*; passes {NUMBER}, {NUMBER} "
+                       r"sentences/s\)", output)
+    assert passes, output
+    assert float(passes.group(1)) == pytest.approx(
+        max(float(passes.group(2)), float(passes.group(3))), rel=0.01, abs=1)
+    # The product is timed before and after the searches; the faster is the denominator.
+    products = re.search(rf"matmul_256_before_and_after {NUMBER} {NUMBER} GFLOP/s", output)
+    assert products, output
+    assert value(output, "matmul_256_gflop_per_s") == pytest.approx(
+        max(float(products.group(1)), float(products.group(2))), rel=1e-3)
     assert value(output, "beam2_sentences_per_s") > 0
     assert value(output, "peak_rss_mb") > 0
     # The model FLOP rate against the matrix product of the same run, as `bench train`.
