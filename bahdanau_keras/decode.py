@@ -252,7 +252,7 @@ def greedy_decode(translator, source, temperature=0.0, seed=(0, 0), max_length_a
     # Every (sentence, step) pair was recorded once at most: [total, 2]
     indices = records["indices"].concat()
     sentence = indices[:, 0]
-    # Sums in the order of the steps, as a running sum would.
+    # Each sentence's log-probabilities and steps, summed: its score and its length.
     scores = tf.math.unsorted_segment_sum(records["log_probs"].concat(), sentence, batch)
     lengths = tf.math.unsorted_segment_sum(records["alive"].concat(), sentence, batch)
     tokens = tf.scatter_nd(indices, records["tokens"].concat(), [batch, steps])  # PAD_ID = 0

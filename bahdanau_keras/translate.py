@@ -38,9 +38,9 @@ def read_sentences(arguments, input_path=None, stdin=None):
 
 
 # Grappler, TensorFlow's graph optimiser, rewrites a search's graph the first time the model is
-# called: about half a second for greedy search, more for beam search, which a few sentences
-# never win back (docs/benchmarks.md, "One sentence"). A process that translates at most this
-# many sentences skips it; the translations are the same.
+# called: 0.3-0.5 s of greedy search's first call, 0.4-0.6 s of beam search's, which a few
+# sentences never win back (docs/benchmarks.md, "The one-sentence start-up"). A process that
+# translates at most this many sentences skips it; the translations are the same.
 QUICK_START_SENTENCES = 64
 
 
