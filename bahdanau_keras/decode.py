@@ -194,10 +194,11 @@ def greedy_decode(translator, source, temperature=0.0, seed=(0, 0), max_length_a
     # A sampled token depends on its row in the batch: sampling keeps every sentence in it.
     drop = temperature <= 0
 
-    def body(i, rows, previous, state, finished, row_limits, sentences, records):
-        # rows: [n] the sentences still in the loop, with their previous tokens, states, ended
-        # flags and length limits. What a step chooses is recorded for those rows only and put
-        # in the whole batch's place once, after the loop.
+    def body(i, rows, previous, state, finished, ended, row_limits, sentences, records):
+        # rows: [n] the sentences still in the loop, with their previous tokens, states, flags
+        # and length limits: `finished`, the sentence has ended before step i; `ended`, before
+        # step i - 1. What a step chooses is recorded for those rows only and put in the whole
+        # batch's place once, after the loop.
         logits, state, weights = step(previous, state, sentences)  # [n, padded vocab]
         log_probs = tf.nn.log_softmax(logits)  # log p(y_i = v) (0 at the padding columns)
 
@@ -223,14 +224,21 @@ def greedy_decode(translator, source, temperature=0.0, seed=(0, 0), max_length_a
             "attention": records["attention"].write(
                 i, tf.where(finished[:, None], 0.0, tf.cast(weights, tf.float32))),
         }
+        # Sentences leave the loop, and the loop ends, one step after they end: what decides
+        # it does not wait for this step's choice, so the next step's state path (its products
+        # with s_i, the attention) can run while this step's vocabulary product and argmax do.
+        ended = finished
         finished |= tf.equal(chosen, END_ID)
-        rows, chosen, state, finished, row_limits, sentences = _drop_ended(
-            finished & drop, rows, chosen, state, finished, row_limits, sentences)
-        return i + 1, rows, chosen, state, finished, row_limits, sentences, records
+        rows, chosen, state, finished, ended, row_limits, sentences = _drop_ended(
+            ended & drop, rows, chosen, state, finished, ended, row_limits, sentences)
+        return i + 1, rows, chosen, state, finished, ended, row_limits, sentences, records
 
-    def cond(i, rows, previous, state, finished, *_):
-        # One step at least, so that an empty batch still gives well-shaped outputs.
-        return (i < total_steps) & ((i == 0) | ~tf.reduce_all(finished))
+    def cond(i, rows, previous, state, finished, ended, *_):
+        # One step at least, so that an empty batch still gives well-shaped outputs. Greedy
+        # search runs one step more than its longest sentence (that step's records are all
+        # padding, cut below); sampling, which keeps every row, stops when the last ends.
+        done = tf.cond(drop, lambda: ended, lambda: finished)
+        return (i < total_steps) & ((i == 0) | ~tf.reduce_all(done))
 
     def record(dtype, shape):
         return tf.TensorArray(dtype, size=0, dynamic_size=True, infer_shape=False,
@@ -242,10 +250,11 @@ def greedy_decode(translator, source, temperature=0.0, seed=(0, 0), max_length_a
                "attention": record(tf.float32, [None, None])}
     loop_vars = (
         tf.constant(0), tf.range(batch), tf.fill([batch], START_ID), state,
-        tf.zeros([batch], tf.bool), limits, sentences, records)
+        tf.zeros([batch], tf.bool), tf.zeros([batch], tf.bool), limits, sentences, records)
     invariants = (
         tf.TensorShape([]), tf.TensorShape([None]), tf.TensorShape([None]),
         _loop_shape(state), tf.TensorShape([None]), tf.TensorShape([None]),
+        tf.TensorShape([None]),
         tf.nest.map_structure(_loop_shape, sentences),
         tf.nest.map_structure(lambda _: tf.TensorShape(None), records))
     steps, *_, records = tf.while_loop(cond, body, loop_vars, shape_invariants=invariants)
@@ -255,8 +264,12 @@ def greedy_decode(translator, source, temperature=0.0, seed=(0, 0), max_length_a
     # Each sentence's log-probabilities and steps, summed: its score and its length.
     scores = tf.math.unsorted_segment_sum(records["log_probs"].concat(), sentence, batch)
     lengths = tf.math.unsorted_segment_sum(records["alive"].concat(), sentence, batch)
+    # The output is as long as the longest sentence (one step at least): the loop's last step
+    # ran after every sentence had ended, unless the length limit stopped it.
+    width = tf.minimum(steps, tf.maximum(tf.reduce_max(lengths), 1))
     tokens = tf.scatter_nd(indices, records["tokens"].concat(), [batch, steps])  # PAD_ID = 0
     attention = tf.scatter_nd(indices, records["attention"].concat(), [batch, steps, src_len])
+    tokens, attention = tokens[:, :width], attention[:, :width]
     return {"tokens": tokens, "lengths": lengths, "scores": scores, "attention": attention}
 
 
