@@ -15,8 +15,10 @@ keys `U_a h_j` and the step's weights (`step_function`: `kernels.decoding` where
 an eighth of it has ended: a step then computes only the sentences still being translated,
 and the translations of a batch can differ in length by a factor of two or more). Greedy search
 records what a step chose for the sentences still in the loop only, and puts the records in
-the batch's places once, after the loop. Beam search keeps the encoder's outputs once per
-sentence and reorders only what the hypotheses own.
+the batch's places once, after the loop; its sentences leave the loop, and the loop ends, one
+step after they end, so that the next step need not wait for this step's choice. Beam
+search keeps the encoder's outputs once per sentence and reorders only what the hypotheses
+own.
 """
 
 import tensorflow as tf

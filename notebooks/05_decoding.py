@@ -26,8 +26,8 @@
 # the model with BLEU and chrF. It uses the shipped English→French model,
 # `saved_models/en-fr`.
 #
-# **Run time.** Under a minute (measured: 43 s on this project's 2-core CPU machine, idle
-# apart from it, on 2026-12-01; 95 s in an earlier run at a load average of about 2.5). A
+# **Run time.** Under a minute (measured: 26 s on this project's 2-core CPU machine, idle
+# apart from it, on 2026-12-02; 95 s in an earlier run at a load average of about 2.5). A
 # GPU runtime: not measured; nothing here trains, and the searches run one decoder step
 # after another on a small model.
 

@@ -25,8 +25,8 @@
 # does not have this package, inspects it with `saved_model_cli` and calls it the way
 # TensorFlow Serving does.
 #
-# **Run time.** Under half a minute (measured: 23 s on this project's 2-core CPU machine,
-# idle apart from it, on 2026-12-01; in Colab the set-up cell adds the clone and the
+# **Run time.** Under half a minute (measured: 17 s on this project's 2-core CPU machine,
+# idle apart from it, on 2026-12-02; in Colab the set-up cell adds the clone and the
 # install). A GPU runtime is not needed: nothing here trains.
 
 # %%

@@ -299,6 +299,7 @@ def test_every_sentence_ends_with_end_then_padding():
         check_well_formed(b["tokens"], b["lengths"])
         sampled = greedy(SOURCES, seed, temperature=1.5, seed=(seed, 1))
         check_well_formed(sampled["tokens"], sampled["lengths"])
+        assert sampled["tokens"].shape[1] == sampled["lengths"].max()
 
 
 def test_maximum_output_length_follows_the_input_length():
