@@ -266,9 +266,9 @@ def greedy_decode(translator, source, temperature=0.0, seed=(0, 0), max_length_a
     # Each sentence's log-probabilities and steps, summed: its score and its length.
     scores = tf.math.unsorted_segment_sum(records["log_probs"].concat(), sentence, batch)
     lengths = tf.math.unsorted_segment_sum(records["alive"].concat(), sentence, batch)
-    # The output is as long as the longest sentence (one step at least): the loop's last step
-    # ran after every sentence had ended, unless the length limit stopped it.
-    width = tf.minimum(steps, tf.maximum(tf.reduce_max(lengths), 1))
+    # The output is as long as the longest sentence (one step at least): the loop may have run
+    # one step more, after every sentence had ended.
+    width = tf.maximum(tf.reduce_max(lengths), 1)
     tokens = tf.scatter_nd(indices, records["tokens"].concat(), [batch, steps])  # PAD_ID = 0
     attention = tf.scatter_nd(indices, records["attention"].concat(), [batch, steps, src_len])
     tokens, attention = tokens[:, :width], attention[:, :width]

@@ -25,9 +25,9 @@
 # does not have this package, inspects it with `saved_model_cli` and calls it the way
 # TensorFlow Serving does.
 #
-# **Run time.** Under half a minute (measured: 17 s on this project's 2-core CPU machine,
-# idle apart from it, on 2026-12-02; in Colab the set-up cell adds the clone and the
-# install). A GPU runtime is not needed: nothing here trains.
+# **Run time.** Under a minute (measured: 32 s on this project's 2-core CPU machine, idle
+# apart from it, on 2026-12-02, and 17 s earlier that day; in Colab the set-up cell adds the
+# clone and the install). A GPU runtime is not needed: nothing here trains.
 
 # %%
 # Set-up, the same in every notebook. In Colab: clone the repository once (it brings the shipped

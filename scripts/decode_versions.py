@@ -101,12 +101,15 @@ class Runner:
 
     def one_sentence(self, name, root, saved):
         started = time.perf_counter()
-        self.run([self.python, "-c", "import tensorflow, tensorflow_text"], root)
+        imported = self.run([self.python, "-c", "import tensorflow, tensorflow_text"], root)
         bare = time.perf_counter() - started
         started = time.perf_counter()
         done = self.run([self.python, "-m", "bahdanau_keras", "translate", "--model-dir",
                          saved, self.args.one_sentence], root)
         seconds = time.perf_counter() - started
+        for what, result in (("the bare import", imported), ("translate", done)):
+            if result.returncode:
+                raise SystemExit(f"{name} {what} failed:\n{result.stderr[-2000:]}")
         self.emit({"version": name, "figure": "one_sentence", "seconds": seconds,
                    "bare_import_s": bare, "translation": done.stdout.strip(),
                    "stderr_lines": len(done.stderr.splitlines())},
