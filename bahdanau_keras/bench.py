@@ -438,6 +438,141 @@ def bench_decode(args, out=print):
     return result
 
 
+def step_model(args):
+    """`(translator, model_config, note)` for `bench step`: a trained model directory, or an
+    untrained model of the given sizes and the `.npz`'s vocabularies."""
+    if args.model_dir:
+        from bahdanau_keras.train import load_trained
+
+        trained = load_trained(args.model_dir)
+        return trained.translator, trained.model_config, args.model_dir
+    from bahdanau_keras.model import Translator
+
+    source_ids, target_ids = read_ids(args.ids)
+    config = model_config_for(source_ids, target_ids, args.units, args.embedding_dim)
+    return Translator.from_model_config(config), config, f"{args.ids}, untrained weights"
+
+
+def step_loops(translator, rows, source_length, steps, seed=0):
+    """The tf.functions that `bench step` times, each a `tf.while_loop` of `steps` decoding
+    steps at a fixed number of `rows` (sentences) and source positions: a dict of name ->
+    `(function, arguments)`.
+
+    - `products`: the step's six products alone, with the weights `kernels.decoding` prepares
+      (`[W_a, U_z, U_r]`, `[W_z; W_r; W, V_o]`, `[C_z; C_r; C, C_o]`, `U`, `U_o`, `W_o`), one
+      chained to the next so that none is skipped;
+    - `step`: the searches' step (`decode.step_function`: the fused step where it applies),
+      from the encoder's outputs of random source sentences;
+    - `greedy`: that step and what greedy search adds to it every step, the most likely
+      token that may be chosen (`argmax`) and its log-probability (`log_softmax`), the token
+      fed to the next step;
+    - `greedy_xla`: `greedy` compiled by XLA (`jit_compile=True`).
+    """
+    import tensorflow as tf
+
+    from bahdanau_keras import decode
+    from bahdanau_keras.kernels import decoding
+    from bahdanau_keras.text import END_ID
+
+    decoder = translator.decoder
+    step = decode.step_function(decoder)
+    vocab = decoder.vocab_size
+    width = decode.padded_vocab_size(vocab)
+    choosable = tf.pad(decode._forbidden_bias(vocab), [[0, width - vocab]])
+    rng = np.random.default_rng(seed)
+    source = rng.integers(3, translator.encoder.vocab_size, size=(rows, source_length))
+    source[:, -1] = END_ID
+    annotations, mask, state, keys = decode.encode(translator, tf.constant(source, tf.int32))
+    first = tf.fill([rows], END_ID)
+
+    def greedy(annotations, mask, state, keys):
+        sentences = step.prepare(annotations, mask, keys)
+
+        def body(i, previous, state, total):
+            logits, state, _ = step(previous, state, sentences)
+            log_probs = tf.nn.log_softmax(logits)
+            chosen = tf.argmax(logits + choosable, axis=1, output_type=tf.int32)
+            return i + 1, chosen, state, total + tf.gather(log_probs, chosen, batch_dims=1)
+
+        return tf.while_loop(lambda i, *_: i < steps, body,
+                             (0, first, state, tf.zeros([rows])))[3]
+
+    def step_only(annotations, mask, state, keys):
+        sentences = step.prepare(annotations, mask, keys)
+
+        def body(i, state, total):
+            logits, state, _ = step(first, state, sentences)
+            return i + 1, state, total + logits[:, 0]
+
+        return tf.while_loop(lambda i, *_: i < steps, body, (0, state, tf.zeros([rows])))[2]
+
+    loops = {"step": (tf.function(step_only), (annotations, mask, state, keys)),
+             "greedy": (tf.function(greedy), (annotations, mask, state, keys)),
+             "greedy_xla": (tf.function(greedy, jit_compile=True),
+                            (annotations, mask, state, keys))}
+    if isinstance(step, decoding.DecodingStep):
+        kernels = [step.state_kernel, step.input_kernel, step.context_kernel,
+                   step.candidate_kernel, step.readout_state_kernel, step.output_kernel]
+        inputs = [tf.random.stateless_normal([rows, k.shape[0]], seed=[seed, j])
+                  for j, k in enumerate(kernels)]
+
+        def products(*inputs):
+            def body(i, carry):
+                total = carry
+                for x, kernel in zip(inputs, kernels):
+                    total += 1e-9 * tf.reduce_sum(tf.matmul(x + carry, kernel)[:, :1])
+                return i + 1, total
+
+            return tf.while_loop(lambda i, *_: i < steps, body, (0, tf.constant(0.0)))[1]
+
+        loops = {"products": (tf.function(products), tuple(inputs)), **loops}
+    return loops
+
+
+def bench_step(args, out=print):
+    """The decoding step alone, at fixed rows: how near the 2048³ product's rate a search can
+    come (`step_loops` says what is timed). Each loop is timed `--passes` times, the loops
+    taking turns, and the best is reported with its FLOP rate: the model FLOPs of the
+    decoder's step (`forward_flops`, one output token per row), whatever the loop computes,
+    so that the figures compare times."""
+    threads = configure_threads(args, training=False)
+    translator, config, note = step_model(args)
+    out(f"step: {note}; rows {' '.join(map(str, args.rows))}, {args.source_length} source "
+        f"positions, {args.steps} steps a loop, the best of {args.passes} passes; {threads}")
+    matmul_before = matmul_rate_in_fresh_process(args.matmul_size)
+    per_row = (forward_flops(config, args.source_length, 1)
+               - forward_flops(config, args.source_length, 0))
+    result = {}
+    for rows in args.rows:
+        loops = step_loops(translator, rows, args.source_length, args.steps, args.seed)
+        first_call = {}
+        for name, (function, arguments) in loops.items():
+            started = time.perf_counter()
+            function(*arguments).numpy()  # trace (and compile) and warm up
+            first_call[name] = time.perf_counter() - started
+        seconds = {name: [] for name in loops}
+        for _ in range(args.passes):
+            for name, (function, arguments) in loops.items():
+                started = time.perf_counter()
+                function(*arguments).numpy()
+                seconds[name].append((time.perf_counter() - started) / args.steps)
+        for name in loops:
+            best = min(seconds[name])
+            result[rows, name] = {"ms_per_step": best * 1e3,
+                                  "model_flops_per_s": rows * per_row / best,
+                                  "first_call_s": first_call[name]}
+            out(f"rows {rows} {name}: {best * 1e3:.3f} ms a step, "
+                f"{rows * per_row / best / 1e9:.4g} GFLOP/s (first call {first_call[name]:.2f} s)")
+    matmul_after = matmul_rate_in_fresh_process(args.matmul_size)
+    matmul = max(matmul_before, matmul_after)
+    out(f"matmul_{args.matmul_size}_before_and_after {matmul_before / 1e9:.4g} "
+        f"{matmul_after / 1e9:.4g} GFLOP/s (the faster is the ratios' denominator)")
+    for (rows, name), figures in result.items():
+        figures["flops_vs_matmul"] = figures["model_flops_per_s"] / matmul
+        out(f"step_rows{rows}_{name}_flops_vs_matmul {figures['flops_vs_matmul']:.3g}")
+    return result
+
+
 def report_flop_rates(result, matmul, matmul_size, out=print):
     """Print each search's model FLOP rate and its ratio to the matrix product's rate."""
     out(f"matmul_{matmul_size}_gflop_per_s {matmul / 1e9:.4g} (fp32, a separate process "
@@ -857,13 +992,14 @@ def build_parser():
                     "throughput on raw sentences.")
     commands = parser.add_subparsers(
         dest="command", required=True,
-        metavar="{train,decode,serve,sentences,unpack,compare}")
+        metavar="{train,decode,step,serve,sentences,unpack,compare}")
 
-    def sizes(command, steps):
+    def sizes(command, steps, batch=True):
         command.add_argument("--units", type=positive_int, default=512,
                              help="decoder units (encoder: half per direction; attention: same)")
         command.add_argument("--embedding-dim", type=positive_int, default=256)
-        command.add_argument("--batch-size", type=positive_int, default=64)
+        if batch:
+            command.add_argument("--batch-size", type=positive_int, default=64)
         command.add_argument("--seed", type=int, default=0)
         command.add_argument("--intra-op-threads", type=non_negative_int, default=0,
                              help="threads of each TensorFlow op (0: as the project's own "
@@ -911,6 +1047,22 @@ def build_parser():
                         help="passes over the sentences, the best reported (default: 3)")
     decode.add_argument("--matmul-size", type=positive_int, default=2048,
                         help="size of the reference fp32 matrix product")
+
+    step = commands.add_parser(
+        "step", help="the decoding step alone at fixed rows, against the matrix product")
+    source = step.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ids", help="token-id .npz (an untrained model of the given sizes)")
+    source.add_argument("--model-dir", help="a trained model directory")
+    sizes(step, steps=False, batch=False)
+    step.add_argument("--rows", type=positive_int, nargs="+", default=[8, 64, 256],
+                      help="sentences a step (default: 8 64 256)")
+    step.add_argument("--source-length", type=positive_int, default=10,
+                      help="source positions, the end token included (default: 10)")
+    step.add_argument("--steps", type=positive_int, default=50, help="steps a timed loop")
+    step.add_argument("--passes", type=positive_int, default=5,
+                      help="timings of each loop, the best reported (default: 5)")
+    step.add_argument("--matmul-size", type=positive_int, default=2048,
+                      help="size of the reference fp32 matrix product")
 
     serve = commands.add_parser(
         "serve", help="the user's path: a SavedModel (and the in-memory model, and the command "
@@ -991,6 +1143,8 @@ def main(argv=None):
             bench_train(args)
         elif args.command == "decode":
             bench_decode(args)
+        elif args.command == "step":
+            bench_step(args)
         elif args.command == "serve":
             bench_serve(args)
         elif args.command == "serve-worker":

@@ -92,6 +92,36 @@ def test_decode_prints_sentences_per_second(ids):
 
 
 @pytest.mark.slow
+def test_step_times_each_loop_at_each_row_count(ids):
+    output = run_bench("step", "--ids", ids, "--units", "16", "--embedding-dim", "8",
+                       "--rows", "2", "5", "--source-length", "4", "--steps", "3",
+                       "--passes", "2", "--matmul-size", "256")
+    products = re.search(rf"matmul_256_before_and_after {NUMBER} {NUMBER} GFLOP/s", output)
+    assert products, output
+    matmul = max(float(products.group(1)), float(products.group(2)))
+    # The decoder's model FLOPs of one output token a row: the formula of `forward_flops`.
+    config = bench.model_config_for(*bench.read_ids(ids), units=16, embedding_dim=8)
+    per_row = bench.forward_flops(config, 4, 1) - bench.forward_flops(config, 4, 0)
+    for rows in (2, 5):
+        for name in ("products", "step", "greedy", "greedy_xla"):
+            line = re.search(rf"^rows {rows} {name}: {NUMBER} ms a step, {NUMBER} GFLOP/s "
+                             rf"\(first call {NUMBER} s\)$", output, re.MULTILINE)
+            assert line, f"no `rows {rows} {name}` line in:\n{output}"
+            milliseconds, rate = float(line.group(1)), float(line.group(2))
+            assert milliseconds > 0
+            assert rate == pytest.approx(rows * per_row / (milliseconds * 1e-3) / 1e9,
+                                         rel=0.01)
+            assert value(output, f"step_rows{rows}_{name}_flops_vs_matmul") == pytest.approx(
+                rate / matmul, rel=0.01)
+
+
+def test_step_needs_a_model(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["step"])
+    assert "one of the arguments --ids --model-dir is required" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_compare_runs_everything_in_one_run_and_prints_ratios(ids, tmp_path):
     # Stand-in peers that print what the real ones print last: the classic peer a different
     # figure each round, from a counter file, and both check the thread variables they get.
