@@ -53,6 +53,14 @@ product before and after its searches and divides by the faster, and reports the
 `--passes` passes: on a shared machine a single short pass, or a product timed while the
 machine is busy elsewhere, can be off by a third).
 
+`step` times the decoder's step alone, in graph loops at a fixed number of rows (no sentence
+ends, no encoder, nothing recorded): its six products, the searches' step, and the greedy step
+(with its `argmax` and log-probability, the token fed back), also compiled by XLA; each with
+the same model FLOP rate and ratio to the 2048³ product (`step_loops`). It is the ceiling a
+search at that many rows can reach:
+
+    python -m bahdanau_keras.bench step --model-dir runs/en-fr --rows 8 64 256
+
 `serve` measures what users run: `bench sentences` writes held-out source sentences to a file
 (the test split of a model's corpus: never commit its text), then
 
