@@ -470,7 +470,8 @@ def step_loops(translator, rows, source_length, steps, seed=0):
       (`[W_a, U_z, U_r]`, `[W_z; W_r; W, V_o]`, `[C_z; C_r; C, C_o]`, `U`, `U_o`, `W_o`), one
       chained to the next so that none is skipped;
     - `step`: the searches' step (`decode.step_function`: the fused step where it applies),
-      from the encoder's outputs of random source sentences;
+      from the encoder's outputs of random source sentences, fed a fixed token (`END_ID`)
+      and no selection, so that a step need not wait for the previous one's logits;
     - `greedy`: that step and what greedy search adds to it every step, the most likely
       token that may be chosen (`argmax`) and its log-probability (`log_softmax`), the token
       fed to the next step;
