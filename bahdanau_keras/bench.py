@@ -54,10 +54,11 @@ product before and after its searches and divides by the faster, and reports the
 machine is busy elsewhere, can be off by a third).
 
 `step` times the decoder's step alone, in graph loops at a fixed number of rows (no sentence
-ends, no encoder, nothing recorded): its six products, the searches' step, and the greedy step
-(with its `argmax` and log-probability, the token fed back), also compiled by XLA; each with
-the same model FLOP rate and ratio to the 2048³ product (`step_loops`). It is the ceiling a
-search at that many rows can reach:
+ends, no encoder, nothing recorded): its six products, the searches' step, the greedy step
+(with its `argmax` and log-probability, the token fed back), also compiled by XLA, and the
+step of a beam of 4 (its top tokens, top-k and the parents' states); each with the same
+model FLOP rate and ratio to the 2048³ product (`step_loops`). It is the ceiling a search at
+that many rows can reach:
 
     python -m bahdanau_keras.bench step --model-dir runs/en-fr --rows 8 64 256
 
@@ -475,7 +476,11 @@ def step_loops(translator, rows, source_length, steps, seed=0):
     - `greedy`: that step and what greedy search adds to it every step, the most likely
       token that may be chosen (`argmax`) and its log-probability (`log_softmax`), the token
       fed to the next step;
-    - `greedy_xla`: `greedy` compiled by XLA (`jit_compile=True`).
+    - `greedy_xla`: `greedy` compiled by XLA (`jit_compile=True`);
+    - `beam4`: the step and what beam search of width 4 adds to it every step, without its
+      penalties and records (`rows // 4` sentences, at least 1, of 4 hypotheses each): each
+      hypothesis's 4 best tokens (`decode.top_tokens`), the 4 best of the 16 candidates of a
+      sentence by log-probability, and the states of their parents gathered for the next step.
     """
     import tensorflow as tf
 
@@ -515,10 +520,35 @@ def step_loops(translator, rows, source_length, steps, seed=0):
 
         return tf.while_loop(lambda i, *_: i < steps, body, (0, state, tf.zeros([rows])))[2]
 
-    loops = {"step": (tf.function(step_only), (annotations, mask, state, keys)),
-             "greedy": (tf.function(greedy), (annotations, mask, state, keys)),
-             "greedy_xla": (tf.function(greedy, jit_compile=True),
-                            (annotations, mask, state, keys))}
+    beam = 4
+    count = max(rows // beam, 1)  # sentences of the beam loop
+
+    def beam_search(annotations, mask, state, keys):
+        sentences = step.prepare(annotations[:count], mask[:count], keys[:count])
+        units = state.shape[-1]
+
+        def body(i, previous, state, log_probs):
+            logits, new_state, _ = step(previous, state, sentences)
+            top_logits, top_ids, log_normalizer = decode.top_tokens(logits, beam, vocab)
+            candidates = tf.reshape(
+                log_probs[:, :, None]
+                + tf.reshape(top_logits - log_normalizer[:, None], [count, beam, beam]),
+                [count, beam * beam])
+            log_probs, best = tf.math.top_k(candidates, k=beam)
+            chosen = tf.gather(tf.reshape(top_ids, [count, beam * beam]), best, batch_dims=1)
+            state = tf.gather(tf.reshape(new_state, [count, beam, units]), best // beam,
+                              batch_dims=1)
+            return i + 1, tf.reshape(chosen, [-1]), tf.reshape(state, [-1, units]), log_probs
+
+        start = (0, tf.fill([count * beam], END_ID), tf.repeat(state[:count], beam, axis=0),
+                 tf.zeros([count, beam]))
+        return tf.while_loop(lambda i, *_: i < steps, body, start)[3]
+
+    arguments = (annotations, mask, state, keys)
+    loops = {"step": (tf.function(step_only), arguments),
+             "greedy": (tf.function(greedy), arguments),
+             "greedy_xla": (tf.function(greedy, jit_compile=True), arguments),
+             "beam4": (tf.function(beam_search), arguments)}
     if isinstance(step, decoding.DecodingStep):
         kernels = [step.state_kernel, step.input_kernel, step.context_kernel,
                    step.candidate_kernel, step.readout_state_kernel, step.output_kernel]
@@ -567,11 +597,14 @@ def bench_step(args, out=print):
                 seconds[name].append((time.perf_counter() - started) / args.steps)
         for name in loops:
             best = min(seconds[name])
+            # The beam loop's rows are its hypotheses: 4 for each of rows // 4 sentences.
+            computed = max(rows // 4, 1) * 4 if name == "beam4" else rows
             result[rows, name] = {"ms_per_step": best * 1e3,
-                                  "model_flops_per_s": rows * per_row / best,
+                                  "model_flops_per_s": computed * per_row / best,
                                   "first_call_s": first_call[name]}
             out(f"rows {rows} {name}: {best * 1e3:.3f} ms a step, "
-                f"{rows * per_row / best / 1e9:.4g} GFLOP/s (first call {first_call[name]:.2f} s)")
+                f"{computed * per_row / best / 1e9:.4g} GFLOP/s (first call "
+                f"{first_call[name]:.2f} s)")
     matmul_after = matmul_rate_in_fresh_process(args.matmul_size)
     matmul = max(matmul_before, matmul_after)
     out(f"matmul_{args.matmul_size}_before_and_after {matmul_before / 1e9:.4g} "

@@ -94,7 +94,7 @@ def test_decode_prints_sentences_per_second(ids):
 @pytest.mark.slow
 def test_step_times_each_loop_at_each_row_count(ids):
     output = run_bench("step", "--ids", ids, "--units", "16", "--embedding-dim", "8",
-                       "--rows", "2", "5", "--source-length", "4", "--steps", "3",
+                       "--rows", "2", "9", "--source-length", "4", "--steps", "3",
                        "--passes", "2", "--matmul-size", "256")
     products = re.search(rf"matmul_256_before_and_after {NUMBER} {NUMBER} GFLOP/s", output)
     assert products, output
@@ -102,14 +102,16 @@ def test_step_times_each_loop_at_each_row_count(ids):
     # The decoder's model FLOPs of one output token a row: the formula of `forward_flops`.
     config = bench.model_config_for(*bench.read_ids(ids), units=16, embedding_dim=8)
     per_row = bench.forward_flops(config, 4, 1) - bench.forward_flops(config, 4, 0)
-    for rows in (2, 5):
-        for name in ("products", "step", "greedy", "greedy_xla"):
+    for rows in (2, 9):
+        for name in ("products", "step", "greedy", "greedy_xla", "beam4"):
             line = re.search(rf"^rows {rows} {name}: {NUMBER} ms a step, {NUMBER} GFLOP/s "
                              rf"\(first call {NUMBER} s\)$", output, re.MULTILINE)
             assert line, f"no `rows {rows} {name}` line in:\n{output}"
             milliseconds, rate = float(line.group(1)), float(line.group(2))
             assert milliseconds > 0
-            assert rate == pytest.approx(rows * per_row / (milliseconds * 1e-3) / 1e9,
+            # The beam loop's rows are 4 hypotheses of each of rows // 4 sentences (1 at least).
+            computed = {2: 4, 9: 8}[rows] if name == "beam4" else rows
+            assert rate == pytest.approx(computed * per_row / (milliseconds * 1e-3) / 1e9,
                                          rel=0.01)
             assert value(output, f"step_rows{rows}_{name}_flops_vs_matmul") == pytest.approx(
                 rate / matmul, rel=0.01)
