@@ -358,10 +358,17 @@ def _pad_rows(rows):
     return out
 
 
-def decode_batches(args):
-    """`(translator, model_config, [int32 [batch, src_len]], note)` for `bench decode`."""
+def untrained_translator(source_ids, target_ids, args):
+    """`(translator, model_config)`: an untrained model of `args.units` and
+    `args.embedding_dim`, with the vocabularies of a token-id file (`model_config_for`)."""
     from bahdanau_keras.model import Translator
 
+    config = model_config_for(source_ids, target_ids, args.units, args.embedding_dim)
+    return Translator.from_model_config(config), config
+
+
+def decode_batches(args):
+    """`(translator, model_config, [int32 [batch, src_len]], note)` for `bench decode`."""
     rng = np.random.default_rng(args.seed)
     if args.model_dir:
         import tensorflow as tf
@@ -382,8 +389,7 @@ def decode_batches(args):
         note = f"{args.model_dir}, test split of {corpus}"
     else:
         source_ids, target_ids = read_ids(args.ids)
-        config = model_config_for(source_ids, target_ids, args.units, args.embedding_dim)
-        translator = Translator.from_model_config(config)
+        translator, config = untrained_translator(source_ids, target_ids, args)
         picked = rng.permutation(len(source_ids))[: args.sentences]
         # The peers' source rows read `START x_1 .. x_n END`; they are fed as they are.
         rows = [r[r != 0] for r in source_ids[picked]]
@@ -455,17 +461,14 @@ def step_model(args):
 
         trained = load_trained(args.model_dir)
         return trained.translator, trained.model_config, args.model_dir
-    from bahdanau_keras.model import Translator
-
-    source_ids, target_ids = read_ids(args.ids)
-    config = model_config_for(source_ids, target_ids, args.units, args.embedding_dim)
-    return Translator.from_model_config(config), config, f"{args.ids}, untrained weights"
+    translator, config = untrained_translator(*read_ids(args.ids), args)
+    return translator, config, f"{args.ids}, untrained weights"
 
 
 def step_loops(translator, rows, source_length, steps, seed=0):
     """The tf.functions that `bench step` times, each a `tf.while_loop` of `steps` decoding
     steps at a fixed number of `rows` (sentences) and source positions: a dict of name ->
-    `(function, arguments)`.
+    `(function, arguments, computed_rows)`, the last the rows its step computes.
 
     - `products`: the step's six products alone, with the weights `kernels.decoding` prepares
       (`[W_a, U_z, U_r]`, `[W_z; W_r; W, V_o]`, `[C_z; C_r; C, C_o]`, `U`, `U_o`, `W_o`), one
@@ -545,10 +548,10 @@ def step_loops(translator, rows, source_length, steps, seed=0):
         return tf.while_loop(lambda i, *_: i < steps, body, start)[3]
 
     arguments = (annotations, mask, state, keys)
-    loops = {"step": (tf.function(step_only), arguments),
-             "greedy": (tf.function(greedy), arguments),
-             "greedy_xla": (tf.function(greedy, jit_compile=True), arguments),
-             "beam4": (tf.function(beam_search), arguments)}
+    loops = {"step": (tf.function(step_only), arguments, rows),
+             "greedy": (tf.function(greedy), arguments, rows),
+             "greedy_xla": (tf.function(greedy, jit_compile=True), arguments, rows),
+             "beam4": (tf.function(beam_search), arguments, count * beam)}
     if isinstance(step, decoding.DecodingStep):
         kernels = [step.state_kernel, step.input_kernel, step.context_kernel,
                    step.candidate_kernel, step.readout_state_kernel, step.output_kernel]
@@ -564,7 +567,7 @@ def step_loops(translator, rows, source_length, steps, seed=0):
 
             return tf.while_loop(lambda i, *_: i < steps, body, (0, tf.constant(0.0)))[1]
 
-        loops = {"products": (tf.function(products), tuple(inputs)), **loops}
+        loops = {"products": (tf.function(products), tuple(inputs), rows), **loops}
     return loops
 
 
@@ -585,20 +588,18 @@ def bench_step(args, out=print):
     for rows in args.rows:
         loops = step_loops(translator, rows, args.source_length, args.steps, args.seed)
         first_call = {}
-        for name, (function, arguments) in loops.items():
+        for name, (function, arguments, _) in loops.items():
             started = time.perf_counter()
             function(*arguments).numpy()  # trace (and compile) and warm up
             first_call[name] = time.perf_counter() - started
         seconds = {name: [] for name in loops}
         for _ in range(args.passes):
-            for name, (function, arguments) in loops.items():
+            for name, (function, arguments, _) in loops.items():
                 started = time.perf_counter()
                 function(*arguments).numpy()
                 seconds[name].append((time.perf_counter() - started) / args.steps)
-        for name in loops:
+        for name, (_, _, computed) in loops.items():
             best = min(seconds[name])
-            # The beam loop's rows are its hypotheses: 4 for each of rows // 4 sentences.
-            computed = max(rows // 4, 1) * 4 if name == "beam4" else rows
             result[rows, name] = {"ms_per_step": best * 1e3,
                                   "model_flops_per_s": computed * per_row / best,
                                   "first_call_s": first_call[name]}
@@ -1036,6 +1037,15 @@ def build_parser():
         dest="command", required=True,
         metavar="{train,decode,step,serve,sentences,unpack,compare}")
 
+    def model_source(command, model_dir_help):
+        source = command.add_mutually_exclusive_group(required=True)
+        source.add_argument("--ids", help="token-id .npz (an untrained model of the given sizes)")
+        source.add_argument("--model-dir", help=model_dir_help)
+
+    def matmul_size(command):
+        command.add_argument("--matmul-size", type=positive_int, default=2048,
+                             help="size of the reference fp32 matrix product")
+
     def sizes(command, steps, batch=True):
         command.add_argument("--units", type=positive_int, default=512,
                              help="decoder units (encoder: half per direction; attention: same)")
@@ -1072,13 +1082,10 @@ def build_parser():
     train.add_argument("--jit-compile", action="store_true", help="XLA-compile the step")
     train.add_argument("--strategy", choices=["default", "mirrored"], default="default",
                        help="mirrored: tf.distribute.MirroredStrategy over the visible GPUs")
-    train.add_argument("--matmul-size", type=positive_int, default=2048,
-                       help="size of the reference fp32 matrix product")
+    matmul_size(train)
 
     decode = commands.add_parser("decode", help="greedy and beam-search sentences per second")
-    source = decode.add_mutually_exclusive_group(required=True)
-    source.add_argument("--ids", help="token-id .npz (an untrained model of the given sizes)")
-    source.add_argument("--model-dir", help="a trained model directory (its test split)")
+    model_source(decode, "a trained model directory (its test split)")
     decode.add_argument("--data", default=None,
                         help="with --model-dir: the corpus (default: the model's own)")
     sizes(decode, steps=False)
@@ -1087,14 +1094,11 @@ def build_parser():
                         help="sentences decoded by each search")
     decode.add_argument("--passes", type=positive_int, default=3,
                         help="passes over the sentences, the best reported (default: 3)")
-    decode.add_argument("--matmul-size", type=positive_int, default=2048,
-                        help="size of the reference fp32 matrix product")
+    matmul_size(decode)
 
     step = commands.add_parser(
         "step", help="the decoding step alone at fixed rows, against the matrix product")
-    source = step.add_mutually_exclusive_group(required=True)
-    source.add_argument("--ids", help="token-id .npz (an untrained model of the given sizes)")
-    source.add_argument("--model-dir", help="a trained model directory")
+    model_source(step, "a trained model directory")
     sizes(step, steps=False, batch=False)
     step.add_argument("--rows", type=positive_int, nargs="+", default=[8, 64, 256],
                       help="sentences a step (default: 8 64 256)")
@@ -1103,8 +1107,7 @@ def build_parser():
     step.add_argument("--steps", type=positive_int, default=50, help="steps a timed loop")
     step.add_argument("--passes", type=positive_int, default=5,
                       help="timings of each loop, the best reported (default: 5)")
-    step.add_argument("--matmul-size", type=positive_int, default=2048,
-                      help="size of the reference fp32 matrix product")
+    matmul_size(step)
 
     serve = commands.add_parser(
         "serve", help="the user's path: a SavedModel (and the in-memory model, and the command "
@@ -1125,8 +1128,7 @@ def build_parser():
                        help="fresh processes of each kind, interleaved (best figures shown)")
     serve.add_argument("--no-cli", dest="cli", action="store_false",
                        help="leave out `bahdanau-keras translate --input`")
-    serve.add_argument("--matmul-size", type=positive_int, default=2048,
-                       help="size of the reference fp32 matrix product")
+    matmul_size(serve)
 
     worker = commands.add_parser("serve-worker")  # one process of `serve` (not for users)
     worker.add_argument("--kind", choices=["saved_model", "in_memory"], required=True)
