@@ -80,6 +80,7 @@ in-memory comparison of a model shipped only as a SavedModel.
 """
 
 import argparse
+import concurrent.futures
 import os
 import re
 import resource
@@ -748,6 +749,16 @@ def serve_worker(args, out=print):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the SentencePiece and normalisation ops)
 
+    workers = 1
+    if args.workers > 1:
+        # As `bahdanau-keras translate --input` runs: several calls at once, each op on
+        # `cores // workers` threads (set before any op; a process setting, not the model's).
+        from bahdanau_keras.translate import configure_decoding_threads
+
+        workers = configure_decoding_threads(args.workers)
+        if workers != args.workers:
+            raise RuntimeError(f"--workers {args.workers}: the thread pools could not be set "
+                               "(TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, or a GPU)")
     imported = time.time()
     if args.kind == "saved_model":
         module = tf.saved_model.load(args.path)
@@ -771,26 +782,27 @@ def serve_worker(args, out=print):
     batches = [sentences[i:i + args.batch_size]
                for i in range(0, len(sentences), args.batch_size)]
 
-    def translate_batch(batch, lengths):
+    def translate_batch(batch):
         result = translate(tf.constant(batch, tf.string))
         result["translation"].numpy()  # what a user reads
-        lengths.append(np.stack([
-            np.count_nonzero(result[name].numpy() != b"", axis=1)
-            for name in ("source_tokens", "target_tokens")], axis=1))
+        return np.stack([np.count_nonzero(result[name].numpy() != b"", axis=1)
+                         for name in ("source_tokens", "target_tokens")], axis=1)
 
-    lengths = []
-    translate_batch(batches[0], lengths)
+    pool = concurrent.futures.ThreadPoolExecutor(workers)  # `workers` calls at once
+
+    def translate_all(batches):
+        return list(pool.map(translate_batch, batches))
+
+    translate_all(batches[:1])
     first = time.time()
-    for batch in batches[1:]:
-        translate_batch(batch, lengths)
+    translate_all(batches[1:])
     cold_end = time.time()
     passes = []
     for _ in range(args.passes):
-        lengths = []
         started = time.perf_counter()
-        for batch in batches:
-            translate_batch(batch, lengths)
+        lengths = translate_all(batches)
         passes.append(time.perf_counter() - started)
+    pool.shutdown()
     lengths = np.concatenate(lengths)
     out(json.dumps({
         "sentences": len(sentences), "import_s": imported - spawned,
@@ -807,13 +819,14 @@ def _package_env():
     return env
 
 
-def run_serve_worker(kind, path, args, beam):
+def run_serve_worker(kind, path, args, beam, workers=1):
     """`serve_worker` in a fresh process; returns its figures."""
     import json
 
     command = [sys.executable, "-m", "bahdanau_keras.bench", "serve-worker", "--kind", kind,
                "--path", path, "--sentences", args.sentences, "--batch-size",
-               str(args.batch_size), "--beam", str(beam), "--passes", str(args.passes)]
+               str(args.batch_size), "--beam", str(beam), "--passes", str(args.passes),
+               "--workers", str(workers)]
     spawned = time.time()
     process = subprocess.run(command + ["--spawned", repr(spawned)], capture_output=True,
                              text=True, env=_package_env(), timeout=3600)
@@ -840,31 +853,43 @@ def run_cli(saved_model, sentences, beam):
 def bench_serve(args, out=print):
     """The user's path: the SavedModel and the in-memory model in fresh processes, and the
     command line, on a file of raw sentences; greedy and beam search. Returns the figures."""
+    from bahdanau_keras.translate import MAX_WORKERS
+
     model_config, _, _ = read_model_configuration(args.saved_model)
     count = len(read_sentence_file(args.sentences))
-    paths = [("saved_model", args.saved_model)]
+    paths = [("saved_model", args.saved_model, 1)]
     if args.model_dir:
-        paths.append(("in_memory", args.model_dir))
+        paths.append(("in_memory", args.model_dir, 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = args.workers or max(1, min(cores or 1, MAX_WORKERS))
+    if workers > 1:
+        paths.append(("saved_model_workers", args.saved_model, workers))
     out(f"serve: {count} sentences from {args.sentences}, batches of {args.batch_size} in file "
         f"order; SavedModel {args.saved_model}; model directory {args.model_dir or '-'}; "
         f"{args.passes} steady passes a process, best of {args.repeats} processes")
+    if workers > 1:
+        out(f"saved_model_workers: the SavedModel with {workers} calls at once and "
+            f"{max(1, (cores or 1) // workers)} thread(s) an op, as `bahdanau-keras translate "
+            "--input` runs it (`configure_decoding_threads`)")
     if not args.model_dir:
         out("in_memory: not measured: the in-memory comparison needs a model directory "
             "(--model-dir; `bench unpack` rebuilds one from a SavedModel)")
     searches = [("greedy", 1)] + ([(f"beam{args.beam}", args.beam)] if args.beam > 1 else [])
-    runs = {(search, kind): [] for search, _ in searches for kind, _ in paths}
+    runs = {(search, kind): [] for search, _ in searches for kind, _, _ in paths}
     cli_seconds = {search: [] for search, _ in searches}
     for _ in range(args.repeats):
         for search, beam in searches:  # every path and the command line, one after the other
-            for kind, path in paths:
-                runs[search, kind].append(run_serve_worker(kind, path, args, beam))
+            for kind, path, calls in paths:
+                runs[search, kind].append(run_serve_worker(
+                    "in_memory" if kind == "in_memory" else "saved_model", path, args, beam,
+                    calls))
             if args.cli:
                 cli_seconds[search].append(run_cli(args.saved_model, args.sentences, beam))
     matmul = matmul_rate_in_fresh_process(args.matmul_size)
     result = {}
     for search, beam in searches:
         out(f"# {search}")
-        for kind, _ in paths:
+        for kind, _, _ in paths:
             figures = summarize_serve_runs(runs[search, kind], model_config, beam)
             result[search, kind] = figures
             out(f"{kind}_{search}_sentences_per_s {figures['sentences_per_s']:.1f} (steady: the "
@@ -880,6 +905,14 @@ def bench_serve(args, out=print):
             memory = result[search, "in_memory"]
             out(f"saved_model_vs_in_memory_{search} "
                 f"{saved['sentences_per_s'] / memory['sentences_per_s']:.3f} (steady rates)")
+        if workers > 1:
+            shared = result[search, "saved_model_workers"]
+            if (runs[search, "saved_model_workers"][0]["output_lengths"]
+                    != runs[search, "saved_model"][0]["output_lengths"]):
+                raise RuntimeError(f"{search}: the SavedModel's translations differ with "
+                                   f"{workers} calls at once (their lengths)")
+            out(f"saved_model_workers_vs_saved_model_{search} "
+                f"{shared['sentences_per_s'] / saved['sentences_per_s']:.3f} (steady rates)")
         if cli_seconds[search]:
             best = min(cli_seconds[search])
             reference = saved["import_s"] + saved["load_s"] + saved["pass_s"]
@@ -889,8 +922,11 @@ def bench_serve(args, out=print):
                 + ", ".join(f"{s:.2f}" for s in cli_seconds[search]) + ")")
             out(f"cli_vs_saved_model_{search} {best / reference:.3f} (the command's time / the "
                 f"SavedModel's import, load and one steady pass: {reference:.2f} s)")
-    report_flop_rates({search: result[search, "saved_model"] for search, _ in searches},
-                      matmul, args.matmul_size, out)
+    rates = {search: result[search, "saved_model"] for search, _ in searches}
+    if workers > 1:
+        rates.update({f"{search}_workers": result[search, "saved_model_workers"]
+                      for search, _ in searches})
+    report_flop_rates(rates, matmul, args.matmul_size, out)
     return result
 
 
@@ -1126,6 +1162,10 @@ def build_parser():
                        help="steady passes over the file in each process, after the first")
     serve.add_argument("--repeats", type=positive_int, default=1,
                        help="fresh processes of each kind, interleaved (best figures shown)")
+    serve.add_argument("--workers", type=non_negative_int, default=0,
+                       help="also the SavedModel with this many calls at once, each op on "
+                            "cores / N threads, as the command line runs it (0, the default: "
+                            "the command line's choice; 1: leave it out)")
     serve.add_argument("--no-cli", dest="cli", action="store_false",
                        help="leave out `bahdanau-keras translate --input`")
     matmul_size(serve)
@@ -1137,6 +1177,7 @@ def build_parser():
     worker.add_argument("--batch-size", type=positive_int, required=True)
     worker.add_argument("--beam", type=positive_int, required=True)
     worker.add_argument("--passes", type=positive_int, required=True)
+    worker.add_argument("--workers", type=positive_int, default=1)
     worker.add_argument("--spawned", type=float, required=True,
                         help="time.time() when the process was started")
 

@@ -328,14 +328,21 @@ PROGRESS_LINES = 200
 
 
 def command_translate(args):
-    from bahdanau_keras.translate import quick_start, read_sentences
+    from bahdanau_keras.translate import (
+        QUICK_START_SENTENCES,
+        configure_decoding_threads,
+        quick_start,
+        read_sentences,
+    )
 
     sentences = read_sentences(args.sentences, args.input)
+    # Many sentences: several calls at once, one thread per op (before any op runs).
+    workers = configure_decoding_threads() if len(sentences) > QUICK_START_SENTENCES else 1
     with quick_start(len(sentences)):
-        translate_sentences(args, sentences)
+        translate_sentences(args, sentences, workers)
 
 
-def translate_sentences(args, sentences):
+def translate_sentences(args, sentences, workers=1):
     from bahdanau_keras.translate import ProgressBar, Translation
 
     translation = Translation.open(args.model_dir or DEFAULT_MODEL)
@@ -344,7 +351,8 @@ def translate_sentences(args, sentences):
         progress = ProgressBar(sys.stderr)
     results = translation.translate_iter(
         sentences, beam_width=args.beam, alpha=args.alpha, beta=args.beta,
-        temperature=args.temperature, batch_size=args.batch_size, progress=progress)
+        temperature=args.temperature, batch_size=args.batch_size, progress=progress,
+        workers=workers)
     first = None
     for index, (source, result) in enumerate(zip(sentences, results)):
         first = first or result
@@ -368,7 +376,7 @@ def translate_sentences(args, sentences):
 def command_evaluate(args):
     from bahdanau_keras import data, evaluate
     from bahdanau_keras.model_dir import CONFIG_FILE, ModelDir, TrainingError
-    from bahdanau_keras.translate import Translation
+    from bahdanau_keras.translate import Translation, configure_decoding_threads
 
     model_dir = args.model_dir or DEFAULT_MODEL
     if args.file:
@@ -392,10 +400,11 @@ def command_evaluate(args):
         sources, references = sources[: args.limit], references[: args.limit]
     if not sources:
         raise UsageError("bahdanau-keras evaluate: nothing to evaluate (no sentences)")
+    workers = configure_decoding_threads()  # before any op runs
     translation = Translation.open(model_dir)
     beams = (1,) if args.beam == 1 else (1, args.beam)
     report = evaluate.evaluate(translation, sources, references, beams, args.alpha, args.beta,
-                               args.batch_size, verbose=sys.stdout.isatty())
+                               args.batch_size, verbose=sys.stdout.isatty(), workers=workers)
     for name in ("greedy", f"beam{args.beam}"):
         if name in report:
             r = report[name]

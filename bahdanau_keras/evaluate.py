@@ -141,8 +141,9 @@ def paired_bootstrap(hypotheses_a, hypotheses_b, references, samples=1000):
 
 
 def evaluate(translation, sources, references, beam_widths=(1, 4), alpha=0.6, beta=0.0,
-             batch_size=64, verbose=True):
-    """Translate `sources` with each beam width (1 is greedy) and score them.
+             batch_size=64, verbose=True, workers=1):
+    """Translate `sources` with each beam width (1 is greedy) and score them, `batch_size`
+    sentences a call to the model and `workers` calls at once (`Translation.translate_iter`).
 
     Returns a dict: `sentences`, `references` (total), and per decoder (`greedy`, `beam4`,
     ...) `bleu`, `chrf`, `seconds`, `sentences_per_s`, and a few `examples`.
@@ -152,16 +153,13 @@ def evaluate(translation, sources, references, beam_widths=(1, 4), alpha=0.6, be
     report = {"sentences": len(sources), "references": sum(len(r) for r in references)}
     for beam in beam_widths:
         name = "greedy" if beam == 1 else f"beam{beam}"
-        hypotheses = []
         progress = keras.utils.Progbar(len(sources), verbose=1 if verbose else 0,
                                        unit_name="sentence")
         started = time.perf_counter()
-        for begin in range(0, len(sources), batch_size):
-            chunk = sources[begin:begin + batch_size]
-            results = translation.translate(chunk, beam_width=beam, alpha=alpha, beta=beta,
-                                            batch_size=batch_size)
-            hypotheses.extend(r["translation"] for r in results)
-            progress.add(len(chunk))
+        results = translation.translate_iter(
+            sources, beam_width=beam, alpha=alpha, beta=beta, batch_size=batch_size,
+            progress=lambda done, _, bar=progress: bar.update(done), workers=workers)
+        hypotheses = [r["translation"] for r in results]
         seconds = time.perf_counter() - started
         scores = corpus_scores(hypotheses, references)
         report[name] = {**scores, "beam_width": beam, "alpha": alpha if beam > 1 else None,

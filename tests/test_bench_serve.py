@@ -119,20 +119,23 @@ def test_serve_measures_every_path_and_the_flop_rate(saved_model, tiny_model_dir
                                                      sentence_file):
     output = run_bench("serve", "--saved-model", saved_model, "--model-dir", tiny_model_dir,
                        "--sentences", sentence_file, "--batch-size", "8", "--beam", "2",
-                       "--passes", "1", "--matmul-size", "256").stdout
+                       "--passes", "1", "--matmul-size", "256", "--workers", "2").stdout
     for search in ("greedy", "beam2"):
-        for kind in ("saved_model", "in_memory"):
+        for kind in ("saved_model", "in_memory", "saved_model_workers"):
             for figure in ("sentences_per_s", "with_startup_sentences_per_s",
                            "first_translation_s", "peak_rss_mb"):
                 assert value(output, f"{kind}_{search}_{figure}") > 0
             # A fresh process: the first translation comes after the import and the load.
             assert (value(output, f"{kind}_{search}_with_startup_sentences_per_s")
                     < value(output, f"{kind}_{search}_sentences_per_s"))
-        for figure in ("saved_model_vs_in_memory", "cli_vs_saved_model"):
+        for figure in ("saved_model_vs_in_memory", "cli_vs_saved_model",
+                       "saved_model_workers_vs_saved_model"):
             assert value(output, f"{figure}_{search}") > 0
         assert value(output, f"cli_{search}_seconds") > 0
-        assert value(output, f"{search}_model_gflop_per_s") > 0
-        assert value(output, f"{search}_flops_vs_matmul") > 0
+        for name in (search, f"{search}_workers"):
+            assert value(output, f"{name}_model_gflop_per_s") > 0
+            assert value(output, f"{name}_flops_vs_matmul") > 0
+    assert "saved_model_workers: the SavedModel with 2 calls at once" in output
     assert value(output, "matmul_256_gflop_per_s") > 0
 
 
@@ -140,10 +143,11 @@ def test_serve_measures_every_path_and_the_flop_rate(saved_model, tiny_model_dir
 def test_serve_without_a_model_directory_says_what_it_leaves_out(saved_model, sentence_file):
     output = run_bench("serve", "--saved-model", saved_model, "--sentences", sentence_file,
                        "--batch-size", "8", "--beam", "1", "--passes", "1", "--no-cli",
-                       "--matmul-size", "128").stdout
+                       "--matmul-size", "128", "--workers", "1").stdout
     assert "the in-memory comparison needs a model directory" in output
     assert value(output, "saved_model_greedy_sentences_per_s") > 0
     assert "in_memory_greedy_sentences_per_s" not in output
+    assert "saved_model_workers" not in output
     assert "cli_greedy" not in output and "beam" not in output.split("\n", 1)[1]
 
 

@@ -78,21 +78,24 @@ class FakeTranslation:
         self.references = references
         self.calls = []
 
-    def translate(self, sentences, beam_width=1, alpha=0.6, beta=0.0, batch_size=64):
-        self.calls.append((len(sentences), beam_width, alpha))
-        results = []
-        for s in sentences:
-            reference = self.references[int(s)][0]
-            text = reference if beam_width > 1 else reference.split()[0]
-            results.append({"translation": text})
-        return results
+    def translate_iter(self, sentences, beam_width=1, alpha=0.6, beta=0.0, batch_size=64,
+                       progress=None, workers=1):
+        self.workers = workers
+        for begin in range(0, len(sentences), batch_size):
+            chunk = sentences[begin:begin + batch_size]
+            self.calls.append((len(chunk), beam_width, alpha))
+            for s in chunk:
+                reference = self.references[int(s)][0]
+                yield {"translation": reference if beam_width > 1 else reference.split()[0]}
+            progress(begin + len(chunk), len(sentences))
 
 
 def test_evaluate_reports_greedy_and_beam_side_by_side():
     sources = [str(i) for i in range(len(REFERENCES))]
     translation = FakeTranslation(REFERENCES)
     report = evaluate(translation, sources, REFERENCES, beam_widths=(1, 4), alpha=0.7,
-                      batch_size=2, verbose=False)
+                      batch_size=2, verbose=False, workers=3)
+    assert translation.workers == 3
     assert report["sentences"] == 5 and report["references"] == sum(map(len, REFERENCES))
     assert report["beam4"]["bleu"] == 100.0
     assert report["greedy"]["bleu"] == corpus_scores(

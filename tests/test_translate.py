@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +15,13 @@ from test_export import export_tiny
 
 from bahdanau_keras import cli
 from bahdanau_keras.train import TrainingError
-from bahdanau_keras.translate import QUICK_START_SENTENCES, Translation, _to_python, quick_start
+from bahdanau_keras.translate import (
+    QUICK_START_SENTENCES,
+    Translation,
+    _in_order,
+    _to_python,
+    quick_start,
+)
 
 pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,6 +97,122 @@ def test_sampling_depends_on_the_seed_only(from_directory):
     other = from_directory.translate(sentences, temperature=1.5, seed=2)
     assert [r["translation"] for r in first] == [r["translation"] for r in again]
     assert [r["translation"] for r in first] != [r["translation"] for r in other]
+
+
+# -- several calls at once ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [{}, {"beam_width": 3, "alpha": 0.6},
+                                     {"temperature": 0.8, "seed": 7}])
+def test_workers_do_not_change_results(from_saved_model, options):
+    sentences = SENTENCES * 5  # 25
+    sampling = "temperature" in options
+    batch_size = 4 if sampling else 64
+    seen = []
+    concurrent = list(from_saved_model.translate_iter(
+        sentences, batch_size=batch_size, workers=3, **options,
+        progress=lambda done, total: seen.append((done, total))))
+    check_same_results(concurrent, from_saved_model.translate(sentences, batch_size=batch_size,
+                                                              **options))
+    # Sampling keeps its calls of `batch_size` (its samples depend on them); a search shares
+    # its sentences out, so that each of the 3 workers has a call of 9 at most.
+    expected = [4, 8, 12, 16, 20, 24, 25] if sampling else [9, 18, 25]
+    assert seen == [(done, len(sentences)) for done in expected]
+
+
+def test_workers_must_be_a_positive_integer(from_saved_model):
+    for workers in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=f"Received: {workers!r}"):
+            list(from_saved_model.translate_iter(SENTENCES, workers=workers))
+
+
+def test_calls_run_side_by_side_and_come_back_in_order():
+    running, most, lock = [0], [0], threading.Lock()
+
+    def call(index):
+        def run():
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            time.sleep(0.05 if index % 3 == 0 else 0.01)  # some end before earlier ones
+            with lock:
+                running[0] -= 1
+            return index
+        return run
+
+    assert list(_in_order((call(i) for i in range(12)), 3)) == list(range(12))
+    assert most[0] == 3
+    assert list(_in_order((call(i) for i in range(4)), 1)) == list(range(4))
+
+
+def test_a_failed_call_is_raised_in_order_and_the_queued_calls_never_start():
+    started = []
+
+    def call(index):
+        def run():
+            started.append(index)
+            if index == 2:
+                raise ValueError("call 2 failed")
+            time.sleep(0.05)
+            return index
+        return run
+
+    results = _in_order((call(i) for i in range(20)), 2)
+    assert [next(results), next(results)] == [0, 1]
+    with pytest.raises(ValueError, match="call 2 failed"):
+        next(results)
+    # Submitted before the failure came back: at most 2 running and 1 queued beyond call 2.
+    assert max(started) <= 5 and len(started) < 20
+
+
+def test_the_command_line_shares_many_sentences_between_threads(tmp_path):
+    """`translate --input` of more than QUICK_START_SENTENCES lines runs one thread per op and
+    a call per core at once (`configure_decoding_threads`), in its own process: the same
+    translations as this process gives one call at a time."""
+    sentences = ["John loves Mary.", "Look at that red building.", "", "I have a red car.",
+                 "Where did you put the keys you found this morning?", "Tom is tired."] * 15
+    path = tmp_path / "input.txt"
+    path.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(
+        [REPO] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    env.pop("TF_NUM_INTRAOP_THREADS", None)
+    env.pop("TF_NUM_INTEROP_THREADS", None)
+    def probe(code):
+        done = subprocess.run(
+            [sys.executable, "-c", "import tensorflow as tf; from bahdanau_keras.translate "
+             "import configure_decoding_threads as configure; " + code + "; print(workers, "
+             "tf.config.threading.get_intra_op_parallelism_threads(), "
+             "tf.config.threading.get_inter_op_parallelism_threads())"],
+            capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return tuple(map(int, done.stdout.split()))
+
+    cores = len(os.sched_getaffinity(0))
+    workers = min(cores, 4)
+    expected = (workers, cores // workers, workers) if workers > 1 else (1, 0, 0)
+    assert probe("workers = configure()") == expected
+    # After an op TensorFlow's pools are what they are: 1 worker.
+    assert probe("tf.constant(1.0) + 1; workers = configure()") == (1, 0, 0)
+    for beam in (1, 3):
+        command = [sys.executable, "-m", "bahdanau_keras", "translate", "--json", "--beam",
+                   str(beam), "--input", str(path)]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == ""
+        shared = [json.loads(line) for line in done.stdout.splitlines()]
+        alone = Translation.open(cli.DEFAULT_MODEL).translate(sentences, beam_width=beam)
+        assert [r["translation"] for r in shared] == [r["translation"] for r in alone]
+        np.testing.assert_allclose([r["score"] for r in shared], [r["score"] for r in alone],
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_decoding_threads_are_left_to_the_environment(monkeypatch):
+    from bahdanau_keras.translate import configure_decoding_threads
+
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        with monkeypatch.context() as patch:
+            patch.setenv(name, "2")
+            assert configure_decoding_threads() == 1
 
 
 def test_missing_nbest_entries_are_left_out():
