@@ -412,7 +412,20 @@ def bench_decode(args, out=print):
 
     from bahdanau_keras.decode import beam_search_decode, greedy_decode
 
-    threads = configure_threads(args, training=False)
+    if args.workers > 1:
+        if args.intra_op_threads or args.inter_op_threads:
+            raise ValueError("--workers sizes the thread pools itself: leave out "
+                             "--intra-op-threads and --inter-op-threads")
+        from bahdanau_keras.translate import configure_decoding_threads
+
+        if configure_decoding_threads(args.workers) != args.workers:
+            raise RuntimeError(f"--workers {args.workers}: the thread pools could not be set "
+                               "(TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, or a GPU)")
+        threads = (f"{args.workers} batches at once, threads "
+                   f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op, "
+                   f"{args.workers} inter-op (as `bahdanau-keras translate --input`)")
+    else:
+        threads = configure_threads(args, training=False)
     translator, config, batches, note = decode_batches(args)
     spec = tf.TensorSpec([None, None], tf.int32)
 
@@ -431,12 +444,16 @@ def bench_decode(args, out=print):
     searches = [("greedy", greedy, 1)]
     if args.beam > 1:
         searches.append((f"beam{args.beam}", beam, args.beam))
+    pool = concurrent.futures.ThreadPoolExecutor(args.workers) if args.workers > 1 else None
     for name, search, width in searches:
         search(batches[0])[0].numpy()  # trace and warm up
         seconds = []
         for _ in range(args.passes):
             started = time.perf_counter()
-            lengths = [search(batch)[1] for batch in batches]
+            if pool is None:
+                lengths = [search(batch)[1] for batch in batches]
+            else:  # `--workers` batches at once, in order
+                lengths = list(pool.map(lambda batch, search=search: search(batch)[1], batches))
             lengths = np.concatenate([x.numpy() for x in lengths])  # the last batch has ended
             seconds.append(time.perf_counter() - started)
         best = min(seconds)
@@ -446,6 +463,8 @@ def bench_decode(args, out=print):
         out(f"{name}_sentences_per_s {len(lengths) / best:.1f} ({int(lengths.sum())} output "
             f"tokens, {flops / len(lengths) / 1e6:.1f} MFLOP a sentence; passes "
             + ", ".join(f"{len(lengths) / x:.0f}" for x in seconds) + " sentences/s)")
+    if pool is not None:
+        pool.shutdown()
     out(f"peak_rss_mb {peak_rss_mb():.0f}")
     matmul_after = matmul_rate_in_fresh_process(args.matmul_size)
     out(f"matmul_{args.matmul_size}_before_and_after {matmul_before / 1e9:.4g} "
@@ -1130,6 +1149,10 @@ def build_parser():
                         help="sentences decoded by each search")
     decode.add_argument("--passes", type=positive_int, default=3,
                         help="passes over the sentences, the best reported (default: 3)")
+    decode.add_argument("--workers", type=positive_int, default=1,
+                        help="batches decoded at once, each op on cores / N threads, as "
+                             "`bahdanau-keras translate --input` runs (default: 1, one batch "
+                             "at a time with TensorFlow's default pools)")
     matmul_size(decode)
 
     step = commands.add_parser(

@@ -83,6 +83,21 @@ def test_decode_prints_sentences_per_second(ids):
         max(float(products.group(1)), float(products.group(2))), rel=1e-3)
     assert value(output, "beam2_sentences_per_s") > 0
     assert value(output, "peak_rss_mb") > 0
+
+
+@pytest.mark.slow
+def test_decode_with_workers_decodes_batches_side_by_side(ids, capsys):
+    output = run_bench("decode", "--ids", ids, *TINY, "--beam", "2", "--sentences", "16",
+                       "--batch-size", "4", "--matmul-size", "256", "--passes", "1",
+                       "--workers", "2")
+    intra = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert f"2 batches at once, threads {intra} intra-op, 2 inter-op" in output
+    for name in ("greedy", "beam2"):
+        assert value(output, f"{name}_sentences_per_s") > 0
+        assert value(output, f"{name}_flops_vs_matmul") > 0
+    assert bench.main(["decode", "--ids", ids, *TINY, "--workers", "2",
+                       "--intra-op-threads", "1"]) == 2
+    assert "--workers sizes the thread pools itself" in capsys.readouterr().err
     # The model FLOP rate against the matrix product of the same run, as `bench train`.
     assert value(output, "matmul_256_gflop_per_s") > 0
     for search in ("greedy", "beam2"):
