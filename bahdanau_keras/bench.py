@@ -74,7 +74,10 @@ translates the file in fresh processes: one that imports only `tensorflow` and
 `tensorflow_text`, loads the SavedModel with `tf.saved_model.load` and calls its `translate`
 and `translate_beam` functions in batches in file order, as the SavedModel's README shows;
 one that builds the in-memory `TranslatorModule` from a model directory and calls it the same
-way; and `bahdanau-keras translate --input` itself. `unpack` rebuilds a model directory from a
+way; on a machine of more than one core, one more SavedModel process that calls it from one
+thread per core with one thread an op, as `bahdanau-keras translate --input` runs
+(`saved_model_workers`; `--workers N` to choose, 1 to leave it out); and `bahdanau-keras
+translate --input` itself. `unpack` rebuilds a model directory from a
 SavedModel written by `export` (its configuration, vocabularies and weights), for the
 in-memory comparison of a model shipped only as a SavedModel.
 """
@@ -423,7 +426,8 @@ def bench_decode(args, out=print):
                                "(TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, or a GPU)")
         threads = (f"{args.workers} batches at once, threads "
                    f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op, "
-                   f"{args.workers} inter-op (as `bahdanau-keras translate --input`)")
+                   f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op "
+                   "(as `bahdanau-keras translate --input`)")
     else:
         threads = configure_threads(args, training=False)
     translator, config, batches, note = decode_batches(args)
@@ -440,11 +444,27 @@ def bench_decode(args, out=print):
         f"{args.batch_size}; the best of {args.passes} passes; {threads}")
     matmul_before = matmul_rate_in_fresh_process(args.matmul_size)
     source_lengths = np.concatenate([np.count_nonzero(b, axis=1) for b in batches])
-    result = {}
     searches = [("greedy", greedy, 1)]
     if args.beam > 1:
         searches.append((f"beam{args.beam}", beam, args.beam))
     pool = concurrent.futures.ThreadPoolExecutor(args.workers) if args.workers > 1 else None
+    try:
+        result = time_searches(searches, batches, pool, config, source_lengths, args, out)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    out(f"peak_rss_mb {peak_rss_mb():.0f}")
+    matmul_after = matmul_rate_in_fresh_process(args.matmul_size)
+    out(f"matmul_{args.matmul_size}_before_and_after {matmul_before / 1e9:.4g} "
+        f"{matmul_after / 1e9:.4g} GFLOP/s (the faster is the ratios' denominator)")
+    report_flop_rates(result, max(matmul_before, matmul_after), args.matmul_size, out)
+    return result
+
+
+def time_searches(searches, batches, pool, config, source_lengths, args, out=print):
+    """`bench decode`'s timings: each search's passes over `batches`, one batch at a time or
+    through `pool`; a dict of name -> sentences/s, output tokens and model FLOP rate."""
+    result = {}
     for name, search, width in searches:
         search(batches[0])[0].numpy()  # trace and warm up
         seconds = []
@@ -463,13 +483,6 @@ def bench_decode(args, out=print):
         out(f"{name}_sentences_per_s {len(lengths) / best:.1f} ({int(lengths.sum())} output "
             f"tokens, {flops / len(lengths) / 1e6:.1f} MFLOP a sentence; passes "
             + ", ".join(f"{len(lengths) / x:.0f}" for x in seconds) + " sentences/s)")
-    if pool is not None:
-        pool.shutdown()
-    out(f"peak_rss_mb {peak_rss_mb():.0f}")
-    matmul_after = matmul_rate_in_fresh_process(args.matmul_size)
-    out(f"matmul_{args.matmul_size}_before_and_after {matmul_before / 1e9:.4g} "
-        f"{matmul_after / 1e9:.4g} GFLOP/s (the faster is the ratios' denominator)")
-    report_flop_rates(result, max(matmul_before, matmul_after), args.matmul_size, out)
     return result
 
 
@@ -768,17 +781,15 @@ def serve_worker(args, out=print):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the SentencePiece and normalisation ops)
 
-    workers = 1
+    imported = time.time()
     if args.workers > 1:
         # As `bahdanau-keras translate --input` runs: several calls at once, each op on
         # `cores // workers` threads (set before any op; a process setting, not the model's).
         from bahdanau_keras.translate import configure_decoding_threads
 
-        workers = configure_decoding_threads(args.workers)
-        if workers != args.workers:
+        if configure_decoding_threads(args.workers) != args.workers:
             raise RuntimeError(f"--workers {args.workers}: the thread pools could not be set "
                                "(TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, or a GPU)")
-    imported = time.time()
     if args.kind == "saved_model":
         module = tf.saved_model.load(args.path)
     else:
@@ -807,9 +818,13 @@ def serve_worker(args, out=print):
         return np.stack([np.count_nonzero(result[name].numpy() != b"", axis=1)
                          for name in ("source_tokens", "target_tokens")], axis=1)
 
-    pool = concurrent.futures.ThreadPoolExecutor(workers)  # `workers` calls at once
+    pool = None
+    if args.workers > 1:  # `--workers` calls at once, the results in order
+        pool = concurrent.futures.ThreadPoolExecutor(args.workers)
 
     def translate_all(batches):
+        if pool is None:
+            return [translate_batch(batch) for batch in batches]
         return list(pool.map(translate_batch, batches))
 
     translate_all(batches[:1])
@@ -821,7 +836,8 @@ def serve_worker(args, out=print):
         started = time.perf_counter()
         lengths = translate_all(batches)
         passes.append(time.perf_counter() - started)
-    pool.shutdown()
+    if pool is not None:
+        pool.shutdown()
     lengths = np.concatenate(lengths)
     out(json.dumps({
         "sentences": len(sentences), "import_s": imported - spawned,
@@ -940,7 +956,14 @@ def bench_serve(args, out=print):
                 f"{count} sentences; every run: "
                 + ", ".join(f"{s:.2f}" for s in cli_seconds[search]) + ")")
             out(f"cli_vs_saved_model_{search} {best / reference:.3f} (the command's time / the "
-                f"SavedModel's import, load and one steady pass: {reference:.2f} s)")
+                f"SavedModel's import, load and one steady pass, one call at a time: "
+                f"{reference:.2f} s)")
+            if workers > 1:  # the same path as the command's
+                shared = result[search, "saved_model_workers"]
+                reference = shared["import_s"] + shared["load_s"] + shared["pass_s"]
+                result[search, "cli"]["vs_saved_model_workers"] = best / reference
+                out(f"cli_vs_saved_model_workers_{search} {best / reference:.3f} (the same, "
+                    f"{workers} calls at once: {reference:.2f} s)")
     rates = {search: result[search, "saved_model"] for search, _ in searches}
     if workers > 1:
         rates.update({f"{search}_workers": result[search, "saved_model_workers"]

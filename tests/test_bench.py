@@ -83,6 +83,12 @@ def test_decode_prints_sentences_per_second(ids):
         max(float(products.group(1)), float(products.group(2))), rel=1e-3)
     assert value(output, "beam2_sentences_per_s") > 0
     assert value(output, "peak_rss_mb") > 0
+    # The model FLOP rate against the matrix product of the same run, as `bench train`.
+    assert value(output, "matmul_256_gflop_per_s") > 0
+    for search in ("greedy", "beam2"):
+        rate = value(output, f"{search}_model_gflop_per_s")
+        assert value(output, f"{search}_flops_vs_matmul") == pytest.approx(
+            rate / value(output, "matmul_256_gflop_per_s"), rel=0.01, abs=1e-3)
 
 
 @pytest.mark.slow
@@ -98,12 +104,6 @@ def test_decode_with_workers_decodes_batches_side_by_side(ids, capsys):
     assert bench.main(["decode", "--ids", ids, *TINY, "--workers", "2",
                        "--intra-op-threads", "1"]) == 2
     assert "--workers sizes the thread pools itself" in capsys.readouterr().err
-    # The model FLOP rate against the matrix product of the same run, as `bench train`.
-    assert value(output, "matmul_256_gflop_per_s") > 0
-    for search in ("greedy", "beam2"):
-        rate = value(output, f"{search}_model_gflop_per_s")
-        assert value(output, f"{search}_flops_vs_matmul") == pytest.approx(
-            rate / value(output, "matmul_256_gflop_per_s"), rel=0.01, abs=1e-3)
 
 
 @pytest.mark.slow

@@ -129,7 +129,7 @@ def test_serve_measures_every_path_and_the_flop_rate(saved_model, tiny_model_dir
             assert (value(output, f"{kind}_{search}_with_startup_sentences_per_s")
                     < value(output, f"{kind}_{search}_sentences_per_s"))
         for figure in ("saved_model_vs_in_memory", "cli_vs_saved_model",
-                       "saved_model_workers_vs_saved_model"):
+                       "saved_model_workers_vs_saved_model", "cli_vs_saved_model_workers"):
             assert value(output, f"{figure}_{search}") > 0
         assert value(output, f"cli_{search}_seconds") > 0
         for name in (search, f"{search}_workers"):

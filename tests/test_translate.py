@@ -102,14 +102,18 @@ def test_sampling_depends_on_the_seed_only(from_directory):
 # -- several calls at once ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("source", ["saved_model", "directory"])
 @pytest.mark.parametrize("options", [{}, {"beam_width": 3, "alpha": 0.6},
                                      {"temperature": 0.8, "seed": 7}])
-def test_workers_do_not_change_results(from_saved_model, options):
+def test_workers_do_not_change_results(source, options, from_saved_model, tiny_model_dir):
+    # A fresh in-memory model: its functions are traced by the concurrent calls themselves.
+    translation = (from_saved_model if source == "saved_model"
+                   else Translation.open(str(tiny_model_dir)))
     sentences = SENTENCES * 5  # 25
     sampling = "temperature" in options
     batch_size = 4 if sampling else 64
     seen = []
-    concurrent = list(from_saved_model.translate_iter(
+    concurrent = list(translation.translate_iter(
         sentences, batch_size=batch_size, workers=3, **options,
         progress=lambda done, total: seen.append((done, total))))
     check_same_results(concurrent, from_saved_model.translate(sentences, batch_size=batch_size,
@@ -120,10 +124,11 @@ def test_workers_do_not_change_results(from_saved_model, options):
     assert seen == [(done, len(sentences)) for done in expected]
 
 
-def test_workers_must_be_a_positive_integer(from_saved_model):
-    for workers in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match=f"Received: {workers!r}"):
-            list(from_saved_model.translate_iter(SENTENCES, workers=workers))
+def test_workers_and_batch_size_must_be_positive_integers(from_saved_model):
+    for name in ("workers", "batch_size"):
+        for value in (0, -1, 1.5, True):
+            with pytest.raises(ValueError, match=rf"`{name}` .* Received: {value!r}"):
+                from_saved_model.translate_iter(SENTENCES, **{name: value})  # before next()
 
 
 def test_calls_run_side_by_side_and_come_back_in_order():
@@ -145,24 +150,46 @@ def test_calls_run_side_by_side_and_come_back_in_order():
     assert list(_in_order((call(i) for i in range(4)), 1)) == list(range(4))
 
 
-def test_a_failed_call_is_raised_in_order_and_the_queued_calls_never_start():
-    started = []
+def blocking_calls(count, fail=None):
+    """`count` calls that each wait for their own `threading.Event`; call `fail` raises."""
+    started, release = [], [threading.Event() for _ in range(count)]
 
     def call(index):
         def run():
             started.append(index)
-            if index == 2:
-                raise ValueError("call 2 failed")
-            time.sleep(0.05)
+            release[index].wait(10)
+            if index == fail:
+                raise ValueError(f"call {index} failed")
             return index
         return run
 
-    results = _in_order((call(i) for i in range(20)), 2)
-    assert [next(results), next(results)] == [0, 1]
-    with pytest.raises(ValueError, match="call 2 failed"):
-        next(results)
-    # Submitted before the failure came back: at most 2 running and 1 queued beyond call 2.
-    assert max(started) <= 5 and len(started) < 20
+    return (call(i) for i in range(count)), started, release
+
+
+def test_a_failed_call_is_raised_in_order_and_no_later_call_starts():
+    calls, started, release = blocking_calls(20, fail=1)
+    results = _in_order(calls, 2)
+    release[0].set()
+    assert next(results) == 0  # calls 0, 1 and 2 submitted (2 running at most)
+    for event in release:
+        event.set()
+    with pytest.raises(ValueError, match="call 1 failed"):
+        next(results)  # call 3 submitted before call 1's turn came
+    # Nothing is submitted after the failure; what was submitted and not started is dropped.
+    assert {0, 1} <= set(started) <= {0, 1, 2, 3}
+    assert not [t for t in threading.enumerate() if t.name.startswith("translate")]
+
+
+def test_closing_the_results_early_starts_no_more_calls():
+    calls, started, release = blocking_calls(20)
+    results = _in_order(calls, 2)
+    release[0].set()
+    assert next(results) == 0
+    for event in release:
+        event.set()
+    results.close()  # waits for the running calls
+    assert {0, 1} <= set(started) <= {0, 1, 2}
+    assert not [t for t in threading.enumerate() if t.name.startswith("translate")]
 
 
 def test_the_command_line_shares_many_sentences_between_threads(tmp_path):
@@ -187,12 +214,17 @@ def test_the_command_line_shares_many_sentences_between_threads(tmp_path):
         assert done.returncode == 0, done.stderr
         return tuple(map(int, done.stdout.split()))
 
+    import tensorflow as tf
+
     cores = len(os.sched_getaffinity(0))
-    workers = min(cores, 4)
+    workers = 1 if tf.config.list_physical_devices("GPU") else min(cores, 4)
     expected = (workers, cores // workers, workers) if workers > 1 else (1, 0, 0)
     assert probe("workers = configure()") == expected
     # After an op TensorFlow's pools are what they are: 1 worker.
     assert probe("tf.constant(1.0) + 1; workers = configure()") == (1, 0, 0)
+    # The environment's sizes are left alone.
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        assert probe(f"import os; os.environ['{name}'] = '2'; workers = configure()")[0] == 1
     for beam in (1, 3):
         command = [sys.executable, "-m", "bahdanau_keras", "translate", "--json", "--beam",
                    str(beam), "--input", str(path)]
@@ -206,13 +238,42 @@ def test_the_command_line_shares_many_sentences_between_threads(tmp_path):
                                    rtol=1e-5, atol=1e-5)
 
 
-def test_decoding_threads_are_left_to_the_environment(monkeypatch):
-    from bahdanau_keras.translate import configure_decoding_threads
+@pytest.fixture
+def spied_workers(monkeypatch):
+    """The `workers` that the command line passes to `translate_iter`, with
+    `configure_decoding_threads` answering 3 (this process's pools stay as they are)."""
+    from bahdanau_keras import translate
 
-    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        with monkeypatch.context() as patch:
-            patch.setenv(name, "2")
-            assert configure_decoding_threads() == 1
+    seen = []
+    translate_iter = Translation.translate_iter
+
+    def spy(self, *args, workers=1, **kwargs):
+        seen.append(workers)
+        return translate_iter(self, *args, workers=workers, **kwargs)
+
+    monkeypatch.setattr(translate, "configure_decoding_threads", lambda workers=None: 3)
+    monkeypatch.setattr(Translation, "translate_iter", spy)
+    return seen
+
+
+def test_the_command_line_uses_workers_for_many_sentences_only(spied_workers, saved_model_dir,
+                                                                tmp_path, capsys):
+    many = tmp_path / "many.txt"
+    many.write_text("John loves Mary.\n" * (QUICK_START_SENTENCES + 1), encoding="utf-8")
+    assert cli.main(["translate", "--model-dir", saved_model_dir, "--input", str(many)]) == 0
+    assert cli.main(["translate", "--model-dir", saved_model_dir, "John loves Mary."]) == 0
+    assert spied_workers == [3, 1]
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == QUICK_START_SENTENCES + 2 and len(set(out)) == 1
+
+
+def test_evaluate_uses_workers(spied_workers, saved_model_dir, tmp_path, capsys):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("John loves Mary.\tJean aime Marie.\nI see.\tJe vois.\n", encoding="utf-8")
+    assert cli.main(["evaluate", "--model-dir", saved_model_dir, "--file", str(pairs),
+                     "--beam", "2"]) == 0
+    assert spied_workers == [3, 3]  # greedy, then beam search
+    capsys.readouterr()
 
 
 def test_missing_nbest_entries_are_left_out():
