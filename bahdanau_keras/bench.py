@@ -405,6 +405,16 @@ def decode_batches(args):
     return translator, config, batches, note
 
 
+def set_decoding_workers(workers):
+    """Size this process's thread pools as `bahdanau-keras translate --input` does for
+    `workers` calls at once (`translate.configure_decoding_threads`), or say why not."""
+    from bahdanau_keras.translate import configure_decoding_threads
+
+    if configure_decoding_threads(workers) != workers:
+        raise RuntimeError(f"--workers {workers}: the thread pools could not be set "
+                           "(TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, or a GPU)")
+
+
 def bench_decode(args, out=print):
     """Sentences per second of greedy and beam-search decoding at `--batch-size` (the best of
     `--passes` passes over the sentences, after a warm-up call), and the model FLOP rate
@@ -419,11 +429,7 @@ def bench_decode(args, out=print):
         if args.intra_op_threads or args.inter_op_threads:
             raise ValueError("--workers sizes the thread pools itself: leave out "
                              "--intra-op-threads and --inter-op-threads")
-        from bahdanau_keras.translate import configure_decoding_threads
-
-        if configure_decoding_threads(args.workers) != args.workers:
-            raise RuntimeError(f"--workers {args.workers}: the thread pools could not be set "
-                               "(TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, or a GPU)")
+        set_decoding_workers(args.workers)
         threads = (f"{args.workers} batches at once, threads "
                    f"{tf.config.threading.get_intra_op_parallelism_threads()} intra-op, "
                    f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op "
@@ -783,13 +789,7 @@ def serve_worker(args, out=print):
 
     imported = time.time()
     if args.workers > 1:
-        # As `bahdanau-keras translate --input` runs: several calls at once, each op on
-        # `cores // workers` threads (set before any op; a process setting, not the model's).
-        from bahdanau_keras.translate import configure_decoding_threads
-
-        if configure_decoding_threads(args.workers) != args.workers:
-            raise RuntimeError(f"--workers {args.workers}: the thread pools could not be set "
-                               "(TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS, or a GPU)")
+        set_decoding_workers(args.workers)  # before any op: a process setting, not the model's
     if args.kind == "saved_model":
         module = tf.saved_model.load(args.path)
     else:
@@ -888,15 +888,14 @@ def run_cli(saved_model, sentences, beam):
 def bench_serve(args, out=print):
     """The user's path: the SavedModel and the in-memory model in fresh processes, and the
     command line, on a file of raw sentences; greedy and beam search. Returns the figures."""
-    from bahdanau_keras.translate import MAX_WORKERS
+    from bahdanau_keras.translate import decoding_workers
 
     model_config, _, _ = read_model_configuration(args.saved_model)
     count = len(read_sentence_file(args.sentences))
     paths = [("saved_model", args.saved_model, 1)]
     if args.model_dir:
         paths.append(("in_memory", args.model_dir, 1))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = args.workers or max(1, min(cores or 1, MAX_WORKERS))
+    workers, threads_per_op = decoding_workers(args.workers or None)
     if workers > 1:
         paths.append(("saved_model_workers", args.saved_model, workers))
     out(f"serve: {count} sentences from {args.sentences}, batches of {args.batch_size} in file "
@@ -904,7 +903,7 @@ def bench_serve(args, out=print):
         f"{args.passes} steady passes a process, best of {args.repeats} processes")
     if workers > 1:
         out(f"saved_model_workers: the SavedModel with {workers} calls at once and "
-            f"{max(1, (cores or 1) // workers)} thread(s) an op, as `bahdanau-keras translate "
+            f"{threads_per_op} thread(s) an op, as `bahdanau-keras translate "
             "--input` runs it (`configure_decoding_threads`)")
     if not args.model_dir:
         out("in_memory: not measured: the in-memory comparison needs a model directory "

@@ -74,6 +74,15 @@ DEFAULT_BATCH_SIZE = 256
 MAX_WORKERS = 4
 
 
+def decoding_workers(workers=None):
+    """`(workers, threads_per_op)` of `configure_decoding_threads`: `workers` calls at once
+    (by default one per core, at most `MAX_WORKERS`) and `cores // workers` threads an op."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    workers = workers or max(1, min(cores, MAX_WORKERS))
+    return workers, max(1, cores // workers)
+
+
 def configure_decoding_threads(workers=None):
     """Size this process's TensorFlow thread pools for translating many sentences, and return
     how many calls to the model to make at once (`workers` of `Translation.translate_iter`).
@@ -102,13 +111,11 @@ def configure_decoding_threads(workers=None):
     if (os.environ.get("TF_NUM_INTRAOP_THREADS") or os.environ.get("TF_NUM_INTEROP_THREADS")
             or tf.config.list_physical_devices("GPU")):
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
-    workers = workers or max(1, min(cores, MAX_WORKERS))
+    workers, threads_per_op = decoding_workers(workers)
     if workers == 1:
         return 1
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // workers))
+        tf.config.threading.set_intra_op_parallelism_threads(threads_per_op)
         tf.config.threading.set_inter_op_parallelism_threads(workers)
     except RuntimeError:  # TensorFlow has started: its pools stay as they are
         return 1
