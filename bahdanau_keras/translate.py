@@ -74,6 +74,11 @@ DEFAULT_BATCH_SIZE = 256
 MAX_WORKERS = 4
 
 
+def _check_positive_int(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"`{name}` must be an integer >= 1. Received: {value!r}")
+
+
 def decoding_workers(workers=None):
     """`(workers, threads_per_op)` of `configure_decoding_threads`: `workers` calls at once
     (by default one per core, at most `MAX_WORKERS`) and `cores // workers` threads an op."""
@@ -105,9 +110,8 @@ def configure_decoding_threads(workers=None):
     """
     import tensorflow as tf
 
-    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool)
-                                or workers < 1):
-        raise ValueError(f"`workers` must be an integer >= 1. Received: {workers!r}")
+    if workers is not None:
+        _check_positive_int("workers", workers)
     if (os.environ.get("TF_NUM_INTRAOP_THREADS") or os.environ.get("TF_NUM_INTEROP_THREADS")
             or tf.config.list_physical_devices("GPU")):
         return 1
@@ -192,9 +196,8 @@ class Translation:
 
         Bad `batch_size` or `workers` values raise here, before any result.
         """
-        for name, value in (("batch_size", batch_size), ("workers", workers)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"`{name}` must be an integer >= 1. Received: {value!r}")
+        _check_positive_int("batch_size", batch_size)
+        _check_positive_int("workers", workers)
         sentences = list(sentences)
         if workers > 1 and temperature <= 0:
             batch_size = max(1, min(batch_size, -(-len(sentences) // workers)))
