@@ -26,11 +26,12 @@
 # watches its attention appear. At the end the model translates short everyday
 # sentences, scored with BLEU on sentences it never saw.
 #
-# **Run time.** About 9 minutes (measured: 531 s on this project's 2-core CPU machine,
-# idle apart from it, on 2026-12-01), 8 of them training (3 epochs, 5,559 steps of 64
-# sentences); a machine shared with other work takes longer (14 minutes in an earlier run
-# at a load average of 2 to 6). A GPU runtime: not measured; the model is small and each
-# decoder step waits for the one before, so expect less from it than usual.
+# **Run time.** About 8 minutes (measured: 484 s on this project's 2-core CPU machine,
+# idle apart from it, on 2026-12-02; 531 s on another on 2026-12-01), 7 to 8 of them
+# training (3 epochs, 5,559 steps of 64 sentences); a machine shared with other work takes
+# longer (14 minutes in an earlier run at a load average of 2 to 6). A GPU runtime: not
+# measured; the model is small and each decoder step waits for the one before, so expect
+# less from it than usual.
 
 # %%
 # Set-up, the same in every notebook. In Colab: clone the repository once (it brings the shipped
@@ -376,7 +377,7 @@ print(report["greedy"]["bleu_signature"])
 
 # %% [markdown]
 # Ten of those held-out sentences, drawn at random, with the model's translation (beam
-# search) and the corpus' references. At this BLEU about half come out right or nearly,
+# search) and the corpus' references. At this BLEU a few come out right or nearly,
 # and the others go astray, often at a less common word ("included", "nonsense",
 # "event"):
 
@@ -404,12 +405,13 @@ for sentence, result in zip(everyday, translation.translate(everyday, beam_width
 # %% [markdown]
 # ## Where the trained model looks
 #
-# "John loves Mary." keeps its word order in French; "I have a red car." and the
-# held-out "Look at that red building." put the adjective after the noun ("une voiture
-# rouge", "l'immeuble rouge"): the bright cells leave the diagonal there, as the noun
-# looks at "car" or "building" and "rouge" back at "red". The alignments of so small a
-# model are rough (a word often looks partly at its neighbour too); those of the
-# shipped model, trained longer on every sentence, are sharper (notebook 5).
+# "John loves Mary." keeps its word order in French, whether or not so small a model finds
+# the verb ("aime"); "I have a red car." and the held-out "Look at that red building." put
+# the adjective after the noun ("une voiture rouge", "l'immeuble rouge"): the bright cells
+# leave the diagonal there, as the noun looks at "car" or "building" and "rouge" back at
+# "red". The alignments of so small a model are rough (a word often looks partly at its
+# neighbour too); those of the shipped model, trained longer on every sentence, are
+# sharper (notebook 5).
 
 # %%
 shown = ["John loves Mary.", "I have a red car.", "Look at that red building."]

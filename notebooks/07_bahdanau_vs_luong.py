@@ -26,11 +26,12 @@
 # scores compared with a paired bootstrap test, which says whether their difference is
 # larger than the choice of test sentences explains.
 #
-# **Run time.** About 19 minutes (measured: 1,120 s on this project's 2-core CPU machine,
-# idle apart from it, on 2026-12-01), 18 of them training the two models (3 epochs, 5,559
-# steps each); a machine shared with other work takes longer (33 minutes in an earlier run
-# at a load average of 3 to 8). A GPU runtime: not measured; the models are small and each
-# decoder step waits for the one before, so expect less from it than usual.
+# **Run time.** About 15 minutes (measured: 899 s on this project's 2-core CPU machine,
+# idle apart from it, on 2026-12-02; 1,120 s on another on 2026-12-01), 15 to 18 of them
+# training the two models (3 epochs, 5,559 steps each); a machine shared with other work
+# takes longer (33 minutes in an earlier run at a load average of 3 to 8). A GPU runtime:
+# not measured; the models are small and each decoder step waits for the one before, so
+# expect less from it than usual.
 
 # %%
 # Set-up, the same in every notebook. In Colab: clone the repository once (it brings the shipped
@@ -414,22 +415,34 @@ plt.show()
 # %% [markdown]
 # ## Reading the numbers
 #
-# On these 1,636 held-out sentences the Bahdanau model scores 28.42 BLEU and the Luong
-# model 26.43: about 2 points apart, and the 95% interval of the difference over the
-# paired resamples, [+0.65, +3.23], excludes 0. On these sentences, after this training,
-# the additive score did better. Both translate short sentences (BLEU above 20). The
-# Luong model's attention is the sharper of the two (lower entropy, a larger largest
-# weight, the crisp heatmaps above), which did not make its translations better ("John
-# John adore."). Its dev loss ended close to the Bahdanau model's, after lagging behind
-# for two epochs.
+# The table and the test above are this run's. The project ran this notebook, the same
+# code, data and seed, on two machines, with these results:
 #
-# What the test does not cover: it resamples the test sentences, not the training. Each
-# model was trained once, from one seed, and another seed moves a BLEU score too
-# (exercise 2); a verdict on the two scores in general would train each several times.
-# The Bahdanau model here is trained exactly as notebook 4's (the same data, vocabularies,
-# seed and batches), and its dev loss and BLEU are those of notebook 4. The Luong score
-# is the cheaper one per attention step; in whole training steps the rest of the model
-# and the two decoder loops' implementations hide most of that.
+# | run | Bahdanau BLEU | Luong BLEU | Bahdanau − Luong, 95% interval |
+# | --- | ---: | ---: | --- |
+# | 2026-12-01, a 2-core AMD EPYC | 28.42 | 26.43 | +1.98, [+0.65, +3.23] |
+# | 2026-12-02, a 2-core Intel Xeon | 26.12 | 28.25 | −2.13, [−3.36, −0.90] |
+#
+# Both intervals exclude 0, in opposite directions. The training code and the versions
+# (TensorFlow 2.21.0, Keras 3.15.1, Python 3.11.7) were the same; the processor was not,
+# and with it the kernels that TensorFlow's products run, which round differently in the
+# last bits. Three epochs of training carry that into different models: after the first
+# epoch the Bahdanau model's dev loss was already 2.364 on one machine and 2.319 on the
+# other. So the paired bootstrap answers a
+# narrower question than "which score is better": whether *these two trained models*
+# differ on these sentences. It resamples the test sentences, not the training, and here
+# the difference between the two scores is no larger than the difference between two
+# trainings of one of them. A verdict on the scores in general would train each several
+# times and compare the spread (exercise 2).
+#
+# What held in both runs: both models translate short sentences (BLEU above 25); the Luong
+# model's attention is the sharper of the two (lower entropy, a larger largest weight, the
+# crisp heatmaps above), which alone does not make its translations better or worse; its
+# dev loss lagged behind for two epochs and ended close to the Bahdanau model's. The Bahdanau model here
+# is trained exactly as notebook 4's (the same data, vocabularies, seed and batches), and
+# on the same machine its dev loss and BLEU are those of notebook 4. The Luong score is
+# the cheaper one per attention step; in whole training steps the rest of the model and
+# the two decoder loops' implementations hide most of that.
 
 # %%
 faster, slower = sorted(timing, key=timing.get)
