@@ -428,21 +428,20 @@ plt.show()
 # and with it the kernels that TensorFlow's products run, which round differently in the
 # last bits. Three epochs of training carry that into different models: after the first
 # epoch the Bahdanau model's dev loss was already 2.364 on one machine and 2.319 on the
-# other. So the paired bootstrap answers a
-# narrower question than "which score is better": whether *these two trained models*
-# differ on these sentences. It resamples the test sentences, not the training, and here
-# the difference between the two scores is no larger than the difference between two
-# trainings of one of them. A verdict on the scores in general would train each several
-# times and compare the spread (exercise 2).
+# other. So the paired bootstrap answers a narrower question than "which score is better":
+# whether *these two trained models* differ on these sentences. It resamples the test
+# sentences, not the training, and here the difference between the two scores is no larger
+# than the difference between two trainings of one of them. A verdict on the scores in
+# general would train each several times and compare the spread (exercise 2).
 #
 # What held in both runs: both models translate short sentences (BLEU above 25); the Luong
 # model's attention is the sharper of the two (lower entropy, a larger largest weight, the
 # crisp heatmaps above), which alone does not make its translations better or worse; its
-# dev loss lagged behind for two epochs and ended close to the Bahdanau model's. The Bahdanau model here
-# is trained exactly as notebook 4's (the same data, vocabularies, seed and batches), and
-# on the same machine its dev loss and BLEU are those of notebook 4. The Luong score is
-# the cheaper one per attention step; in whole training steps the rest of the model and
-# the two decoder loops' implementations hide most of that.
+# dev loss lagged behind for two epochs and ended close to the Bahdanau model's. The
+# Bahdanau model here is trained exactly as notebook 4's (the same data, vocabularies,
+# seed and batches), and on the same machine its dev loss and BLEU are those of notebook
+# 4. The Luong score is the cheaper one per attention step; in whole training steps the
+# rest of the model and the two decoder loops' implementations hide most of that.
 
 # %%
 faster, slower = sorted(timing, key=timing.get)

@@ -185,6 +185,23 @@ def test_committed_outputs_are_a_full_run(source):
                                    f"run; execute it without BAHDANAU_KERAS_FAST")
 
 
+def test_comparison_notebook_lists_its_committed_run():
+    """Notebook 7's text gives the BLEU scores of the runs it discusses; the scores its
+    committed outputs print are one of those rows, so that text and outputs agree."""
+    source = NOTEBOOKS_DIR / "07_bahdanau_vs_luong.py"
+    notebook, committed = read_pair(source)
+    printed = "".join(output.get("text", "") for cell in committed.cells
+                      if cell.cell_type == "code" for output in cell.outputs)
+    scores = [re.search(rf"^{name} +BLEU (\d+\.\d\d) ", printed, re.MULTILINE)
+              for name in ("Bahdanau", "Luong")]
+    assert all(scores), "notebook 7's outputs print no `Bahdanau BLEU` / `Luong BLEU` line"
+    bahdanau, luong = (score.group(1) for score in scores)
+    text = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    assert re.search(rf"^\|[^|\n]+\| {bahdanau} \| {luong} \|", text, re.MULTILINE), (
+        f"notebook 7's committed run prints Bahdanau {bahdanau} and Luong {luong} BLEU; add "
+        f"that run to the table under 'Reading the numbers' in {source.name}")
+
+
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_notebook_states_its_measured_run_time(source):
     """Near the top, each notebook says how long it takes on a CPU runtime and whether a GPU
