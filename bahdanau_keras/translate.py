@@ -97,10 +97,10 @@ def configure_decoding_threads(workers=None):
     wait (docs/benchmarks.md, "a fourth session: several calls at once, one thread per op").
     Here `workers` calls (by default one per core, at most `MAX_WORKERS`, a cap not measured
     above 2 cores) run side by side, and each op gets `cores // workers` threads. On the
-    2-core machine of docs/benchmarks.md, with 2 calls of 64 sentences at once, the shipped
-    SavedModel's steady rate was 1.44-1.72x (greedy) and 1.67-1.80x (beam 4) that of one call
-    at a time with TensorFlow's default pools (`bench serve`, two runs). The translations are
-    the same.
+    2-core machines of docs/benchmarks.md, with 2 calls of 64 or 256 sentences at once, the
+    shipped SavedModel's steady rate was 1.2-1.7x (greedy) and 1.4-1.8x (beam 4) that of one
+    call at a time with TensorFlow's default pools (`bench serve`, four runs). The
+    translations are the same.
 
     The pools belong to the process: call this before TensorFlow runs any op, in a process of
     its own (the command line does, for more than `QUICK_START_SENTENCES` sentences). Where

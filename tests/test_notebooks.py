@@ -197,7 +197,8 @@ def test_comparison_notebook_lists_its_committed_run():
     assert all(scores), "notebook 7's outputs print no `Bahdanau BLEU` / `Luong BLEU` line"
     bahdanau, luong = (score.group(1) for score in scores)
     text = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
-    assert re.search(rf"^\|[^|\n]+\| {bahdanau} \| {luong} \|", text, re.MULTILINE), (
+    row = rf"^\|[^|\n]+\| {re.escape(bahdanau)} \| {re.escape(luong)} \|"
+    assert re.search(row, text, re.MULTILINE), (
         f"notebook 7's committed run prints Bahdanau {bahdanau} and Luong {luong} BLEU; add "
         f"that run to the table under 'Reading the numbers' in {source.name}")
 
